@@ -1,0 +1,66 @@
+package tiercache
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+)
+
+// PanicError is the error a panic in user code becomes: a reader, a loader or
+// a background task. It keeps the recovered value and the stack of the
+// goroutine that panicked, and unwraps to the value when that is an error.
+type PanicError struct {
+	// Value is what recover returned.
+	Value any
+	// Stack is the stack of the panicking goroutine, as debug.Stack prints it.
+	Stack []byte
+}
+
+// newPanicError must be called from the deferred function that recovered, so
+// that the stack still shows where the panic happened.
+func newPanicError(recovered any) *PanicError {
+	return &PanicError{Value: recovered, Stack: debug.Stack()}
+}
+
+// Error returns the panic value and the stack.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("tiercache: recovered panic: %v\n\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns the panic value when it is an error, so that errors.Is and
+// errors.As see through the panic.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// errNilReader is returned by every policy when a ReadFunc is nil.
+var errNilReader = errors.New("tiercache: read policy: nil ReadFunc")
+
+// layerError names the layer an error came from and wraps it.
+type layerError struct {
+	layer Layer
+	err   error
+}
+
+func (e *layerError) Error() string { return e.layer.String() + ": " + e.err.Error() }
+func (e *layerError) Unwrap() error { return e.err }
+
+// readFailed builds the error of a read in which every layer that ran failed.
+// errors.Is finds each layer's error in it.
+func readFailed(key string, r1, r2 LayerReport) error {
+	var errs []error
+	if r1.Status == StatusFailed {
+		errs = append(errs, &layerError{L1, r1.Err})
+	}
+	if r2.Status == StatusFailed {
+		errs = append(errs, &layerError{L2, r2.Err})
+	}
+	return fmt.Errorf("tiercache: read %q: every layer failed: %w", key, errors.Join(errs...))
+}
+
+// readCanceled builds the error of a read whose context ended before an
+// answer; errors.Is(err, ctx.Err()) holds.
+func readCanceled(key string, ctxErr error) error {
+	return fmt.Errorf("tiercache: read %q: %w", key, ctxErr)
+}

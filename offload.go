@@ -1,0 +1,317 @@
+package tiercache
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Offload runs background work: work a read or write must not wait for, such
+// as finishing a losing read, refilling L1 or refreshing a stale value.
+//
+// Go hands task to the Offload and returns true when it will run; false when
+// it was not accepted (the Offload is closed or full) and will never run, so
+// the caller can fall back (cancel the work, count it as shed). kind names the
+// work for reporting. The ctx a task receives is not the submitter's: it is
+// detached from the submitting request and ends only when the Offload decides.
+type Offload interface {
+	Go(kind string, task func(ctx context.Context)) bool
+}
+
+// OffloadFunc adapts a function to the Offload interface. It is handy in
+// tests: an OffloadFunc that runs the task at once makes background work
+// synchronous.
+type OffloadFunc func(kind string, task func(ctx context.Context)) bool
+
+// Go calls f.
+func (f OffloadFunc) Go(kind string, task func(ctx context.Context)) bool { return f(kind, task) }
+
+var (
+	_ Offload = OffloadFunc(nil)
+	_ Offload = (*OffloadPool)(nil)
+)
+
+const (
+	// DefaultOffloadConcurrency is OffloadOptions.MaxConcurrent when zero.
+	DefaultOffloadConcurrency = 64
+	// DefaultOffloadQueue is OffloadOptions.MaxQueued when zero.
+	DefaultOffloadQueue = 1024
+)
+
+// OffloadOptions configures an OffloadPool. The zero value is a valid
+// configuration.
+type OffloadOptions struct {
+	// MaxConcurrent bounds the tasks running at once, each on its own
+	// goroutine. Zero or negative: DefaultOffloadConcurrency.
+	MaxConcurrent int
+	// MaxQueued bounds the accepted tasks waiting for a free slot; past it
+	// Go returns false and the rejection is counted. Zero:
+	// DefaultOffloadQueue. Negative: no queue, a task runs at once or is
+	// rejected.
+	MaxQueued int
+	// TaskTimeout is the deadline on each task's ctx, counted from when the
+	// task starts running. Zero or negative: none.
+	TaskTimeout time.Duration
+	// OnPanic, when set, is called with the task's kind, the recovered value
+	// and the stack of a task that panicked. A panic inside OnPanic is
+	// recovered and ignored. Nil: panics are only counted.
+	OnPanic func(kind string, recovered any, stack []byte)
+}
+
+// OffloadStats is a snapshot of an OffloadPool's counters.
+type OffloadStats struct {
+	// Accepted counts tasks Go accepted.
+	Accepted uint64
+	// Rejected counts tasks Go refused because the pool was full or closed.
+	Rejected uint64
+	// Completed counts tasks that returned normally.
+	Completed uint64
+	// Panicked counts tasks that panicked (recovered).
+	Panicked uint64
+	// Dropped counts queued tasks that Close discarded when its ctx ended
+	// before they could run.
+	Dropped uint64
+	// Running is the number of tasks running now.
+	Running int
+	// Queued is the number of accepted tasks waiting to run now.
+	Queued int
+}
+
+// OffloadPool is the bounded Offload: at most MaxConcurrent tasks run at
+// once, at most MaxQueued more wait, and the rest are shed. Workers are
+// goroutines the pool owns: a worker starts when a task arrives and a slot is
+// free, drains the queue, and exits when the queue is empty, so an idle pool
+// holds no goroutine.
+//
+// Task contexts are detached from the submitter and end only at TaskTimeout
+// or when Close's ctx ends first. A panicking task is recovered, counted and
+// reported to OnPanic, and the pool keeps working.
+//
+// Use NewOffloadPool; the zero OffloadPool is not usable.
+type OffloadPool struct {
+	maxRunning int
+	maxQueued  int
+	timeout    time.Duration
+	onPanic    func(kind string, recovered any, stack []byte)
+
+	base       context.Context // parent of every task's ctx
+	cancelBase context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	running int
+	queue   taskQueue
+	idle    chan struct{} // made by a waiter; closed when nothing runs or waits
+
+	accepted, rejected, completed, panicked, dropped atomic.Uint64
+}
+
+type offloadTask struct {
+	kind string
+	run  func(ctx context.Context)
+}
+
+// NewOffloadPool returns a pool configured by opts, normalised as each field
+// documents.
+func NewOffloadPool(opts OffloadOptions) *OffloadPool {
+	p := &OffloadPool{
+		maxRunning: opts.MaxConcurrent,
+		maxQueued:  opts.MaxQueued,
+		timeout:    opts.TaskTimeout,
+		onPanic:    opts.OnPanic,
+	}
+	if p.maxRunning <= 0 {
+		p.maxRunning = DefaultOffloadConcurrency
+	}
+	switch {
+	case p.maxQueued == 0:
+		p.maxQueued = DefaultOffloadQueue
+	case p.maxQueued < 0:
+		p.maxQueued = 0
+	}
+	p.base, p.cancelBase = context.WithCancel(context.Background())
+	return p
+}
+
+// Go runs task on a pool goroutine, now if a slot is free, or later if the
+// queue has room. It returns false, and counts a rejection, when the pool is
+// closed or full; the task then never runs. A nil task is rejected.
+func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
+	if task == nil {
+		p.rejected.Add(1)
+		return false
+	}
+	p.mu.Lock()
+	switch {
+	case p.closed:
+	case p.running < p.maxRunning:
+		p.running++
+		p.mu.Unlock()
+		p.accepted.Add(1)
+		go p.work(offloadTask{kind, task})
+		return true
+	case p.queue.len() < p.maxQueued:
+		p.queue.push(offloadTask{kind, task})
+		p.mu.Unlock()
+		p.accepted.Add(1)
+		return true
+	}
+	p.mu.Unlock()
+	p.rejected.Add(1)
+	return false
+}
+
+// work runs t, then queued tasks until the queue is empty.
+func (p *OffloadPool) work(t offloadTask) {
+	for {
+		p.run(t)
+		p.mu.Lock()
+		next, ok := p.queue.pop()
+		if !ok {
+			p.running--
+			p.signalIdleLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		t = next
+	}
+}
+
+// run runs one task under the pool's ctx, containing a panic.
+func (p *OffloadPool) run(t offloadTask) {
+	ctx, cancel := p.base, context.CancelFunc(nil)
+	if p.timeout > 0 {
+		ctx, cancel = context.WithTimeout(p.base, p.timeout)
+	}
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+		if r := recover(); r != nil {
+			p.panicked.Add(1)
+			p.reportPanic(t.kind, r, debug.Stack())
+			return
+		}
+		p.completed.Add(1)
+	}()
+	t.run(ctx)
+}
+
+func (p *OffloadPool) reportPanic(kind string, recovered any, stack []byte) {
+	if p.onPanic == nil {
+		return
+	}
+	defer func() { _ = recover() }()
+	p.onPanic(kind, recovered, stack)
+}
+
+// signalIdleLocked wakes the waiters once nothing runs or waits.
+func (p *OffloadPool) signalIdleLocked() {
+	if p.running == 0 && p.queue.len() == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+}
+
+// Wait blocks until every accepted task has finished, including tasks
+// accepted while it waits, or until ctx ends, in which case it returns ctx's
+// error. It does not stop the pool.
+func (p *OffloadPool) Wait(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running == 0 && p.queue.len() == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	idle := p.idle
+	p.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("tiercache: offload pool: wait: %w", ctx.Err())
+	}
+}
+
+// Close stops accepting tasks and waits for the running and queued ones.
+// When ctx ends first, Close drops the queued tasks (counted in
+// Stats().Dropped), cancels the ctx of the running ones and returns ctx's
+// error without waiting further; a task that ignores its ctx keeps its
+// goroutine until it returns, and a later Wait still sees it. Close is
+// idempotent: every call waits the same way.
+func (p *OffloadPool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	if err := p.Wait(ctx); err != nil {
+		p.mu.Lock()
+		n := p.queue.len()
+		p.queue = taskQueue{}
+		p.signalIdleLocked()
+		p.mu.Unlock()
+		p.dropped.Add(uint64(n))
+		p.cancelBase()
+		return fmt.Errorf("tiercache: offload pool: close: %w", ctx.Err())
+	}
+	p.cancelBase()
+	return nil
+}
+
+// Stats returns a snapshot of the pool's counters.
+func (p *OffloadPool) Stats() OffloadStats {
+	p.mu.Lock()
+	running, queued := p.running, p.queue.len()
+	p.mu.Unlock()
+	return OffloadStats{
+		Accepted:  p.accepted.Load(),
+		Rejected:  p.rejected.Load(),
+		Completed: p.completed.Load(),
+		Panicked:  p.panicked.Load(),
+		Dropped:   p.dropped.Load(),
+		Running:   running,
+		Queued:    queued,
+	}
+}
+
+// taskQueue is a FIFO ring that grows as needed and shrinks when emptied.
+type taskQueue struct {
+	buf        []offloadTask
+	head, size int
+}
+
+func (q *taskQueue) len() int { return q.size }
+
+func (q *taskQueue) push(t offloadTask) {
+	if q.size == len(q.buf) {
+		grown := make([]offloadTask, max(8, 2*len(q.buf)))
+		for i := range q.size {
+			grown[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = grown, 0
+	}
+	q.buf[(q.head+q.size)%len(q.buf)] = t
+	q.size++
+}
+
+func (q *taskQueue) pop() (offloadTask, bool) {
+	if q.size == 0 {
+		return offloadTask{}, false
+	}
+	t := q.buf[q.head]
+	q.buf[q.head] = offloadTask{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.size--
+	if q.size == 0 {
+		q.head = 0
+		if len(q.buf) > 64 {
+			q.buf = nil // let a burst's buffer go
+		}
+	}
+	return t, true
+}

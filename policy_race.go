@@ -1,0 +1,288 @@
+package tiercache
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/readctx"
+)
+
+// RaceReadPolicy reads both layers concurrently and returns the first hit.
+//
+// Both layers start at once, or, with HedgeAfter set, L2 starts only if L1
+// has not hit within that delay; an L1 miss or failure before then starts L2
+// at once. The first hit wins immediately; a miss or failure waits for the
+// other layer. The layer still running when the race is decided is the loser,
+// reported as StatusAbandoned, and Loser decides its fate.
+//
+// Readers always see the caller's context values (trace IDs) and deadline.
+// Under LoserOffload they do not inherit the caller's cancellation, so that a
+// losing read can finish after Read has returned: the policy cancels them
+// itself when the caller's ctx ends before an answer, and ends them at the
+// caller's deadline.
+//
+// Choose it when L1 may be cold or slow and latency matters more than L2
+// load; a HedgeAfter a little above L1's usual latency keeps L2 reads for
+// the cases where L1 is slow. The zero value is ready to use.
+type RaceReadPolicy[T any] struct {
+	// Loser says what happens to the losing read. Zero: LoserOffload.
+	Loser LoserPolicy
+	// HedgeAfter delays the start of L2: 0 starts both layers at once; a
+	// positive delay starts L2 only if L1 has not hit by then.
+	HedgeAfter time.Duration
+}
+
+// LoserPolicy says what a race does with the read that lost.
+type LoserPolicy uint8
+
+const (
+	// LoserOffload leaves the losing read running, neither cancelled when
+	// Read returns nor when the caller's ctx is cancelled afterwards; it
+	// finishes as an Offload task, so connection pools are not churned by
+	// cancelled requests. With a nil Offload, or one that refuses the task,
+	// the loser is cancelled instead. This layout costs two goroutines per
+	// read, one per layer.
+	LoserOffload LoserPolicy = iota
+	// LoserCancel cancels the losing read at once. L1 is read on the calling
+	// goroutine and L2 on one new goroutine, so a win by L2 returns as soon
+	// as the L1 reader honours its cancelled ctx.
+	LoserCancel
+)
+
+// String returns "offload" or "cancel".
+func (p LoserPolicy) String() string {
+	switch p {
+	case LoserOffload:
+		return "offload"
+	case LoserCancel:
+		return "cancel"
+	}
+	return "LoserPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// OffloadKindRaceLoser is the kind under which a race hands its losing read
+// to the Offload.
+const OffloadKindRaceLoser = "tiercache.race-loser"
+
+// The states of L2 in a race.
+const (
+	l2Pending uint32 = iota // waiting for the hedge delay
+	l2Started
+	l2Skipped // the race was decided before L2 started
+)
+
+// raceCall is the state of one race, shared with the goroutines it starts.
+type raceCall[T any] struct {
+	rctx        readctx.Ctx // the readers' ctx
+	key         string
+	l1, l2      ReadFunc[T]
+	signal      chan struct{} // one token per layer read on a goroutine
+	l2state     atomic.Uint32
+	cancelOnWin bool // the first hit cancels the other read at once
+
+	mu      sync.Mutex
+	out     [2]raceOutcome[T] // by layer: L1, L2
+	winner  Layer
+	decided bool // Read has answered
+}
+
+type raceOutcome[T any] struct {
+	v    *CacheValue[T]
+	rep  LayerReport
+	done bool
+	late bool // finished after the race was decided
+}
+
+// Read races the two layers for key. See ReadPolicy for the error contract.
+func (p RaceReadPolicy[T]) Read(ctx context.Context, key string, l1, l2 ReadFunc[T], off Offload) (ReadResult[T], error) {
+	if err := checkRead(ctx, key, l1, l2); err != nil {
+		return ReadResult[T]{}, err
+	}
+	rc := &raceCall[T]{key: key, l1: l1, l2: l2}
+	if p.Loser == LoserOffload && off != nil {
+		return rc.raceOffload(ctx, p.HedgeAfter, off)
+	}
+	return rc.raceCancel(ctx, p.HedgeAfter)
+}
+
+// raceCancel runs L1 on the calling goroutine and L2 on one goroutine, and
+// cancels whichever loses.
+func (rc *raceCall[T]) raceCancel(ctx context.Context, hedgeAfter time.Duration) (ReadResult[T], error) {
+	rc.rctx.Init(ctx, true)
+	rc.cancelOnWin = true
+	defer rc.rctx.Cancel(context.Canceled)
+	rc.signal = make(chan struct{}, 1)
+	var hedge *time.Timer
+	if hedgeAfter <= 0 {
+		rc.l2state.Store(l2Started)
+		rc.goRead(L2)
+	} else {
+		hedge = time.AfterFunc(hedgeAfter, func() {
+			if rc.l2state.CompareAndSwap(l2Pending, l2Started) {
+				rc.read(L2)
+				rc.signal <- struct{}{}
+			}
+		})
+		defer hedge.Stop()
+	}
+	rc.read(L1)
+	rc.mu.Lock()
+	won := rc.winner != NoLayer
+	rc.mu.Unlock()
+	switch {
+	case won:
+		rc.l2state.CompareAndSwap(l2Pending, l2Skipped)
+	case ctx.Err() != nil:
+		return rc.finish(ctx)
+	case rc.l2state.CompareAndSwap(l2Pending, l2Started):
+		rc.read(L2) // L1 missed before the hedge delay: read L2 here and now
+		return rc.finish(ctx)
+	default:
+		select {
+		case <-rc.signal:
+		case <-ctx.Done():
+			return rc.finish(ctx)
+		}
+	}
+	return rc.finish(ctx)
+}
+
+// raceOffload runs each layer on its own goroutine, so that the loser can
+// outlive Read as an Offload task.
+func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration, off Offload) (ReadResult[T], error) {
+	rc.rctx.Init(ctx, false)
+	rc.signal = make(chan struct{}, 2)
+	rc.goRead(L1)
+	var hedgeC <-chan time.Time
+	if hedgeAfter <= 0 {
+		rc.l2state.Store(l2Started)
+		rc.goRead(L2)
+	} else {
+		hedge := time.NewTimer(hedgeAfter)
+		defer hedge.Stop()
+		hedgeC = hedge.C
+	}
+	for {
+		select {
+		case <-rc.signal:
+		case <-hedgeC:
+			hedgeC = nil
+			rc.l2state.Store(l2Started)
+			rc.goRead(L2)
+			continue
+		case <-ctx.Done():
+			res, err := rc.finish(ctx)
+			rc.rctx.Cancel(context.Canceled)
+			return res, err
+		}
+		rc.mu.Lock()
+		winner, l1Done, l2Done := rc.winner, rc.out[0].done, rc.out[1].done
+		rc.mu.Unlock()
+		l2On := rc.l2state.Load() == l2Started
+		switch {
+		case winner != NoLayer:
+			loserRunning := (winner == L2 && !l1Done) || (winner == L1 && l2On && !l2Done)
+			if !l2On {
+				rc.l2state.Store(l2Skipped)
+			}
+			res, err := rc.finish(ctx)
+			if !loserRunning || !off.Go(OffloadKindRaceLoser, rc.awaitLoser) {
+				rc.rctx.Cancel(context.Canceled)
+			}
+			return res, err
+		case !l2On:
+			// L1 missed or failed before the hedge delay: start L2 now.
+			hedgeC = nil
+			rc.l2state.Store(l2Started)
+			rc.goRead(L2)
+		case l1Done && l2Done:
+			rc.rctx.Cancel(context.Canceled)
+			return rc.finish(ctx)
+		}
+	}
+}
+
+// awaitLoser is the Offload task that owns a losing read until it finishes,
+// or cancels it when the task's own ctx ends first.
+func (rc *raceCall[T]) awaitLoser(ctx context.Context) {
+	select {
+	case <-rc.signal:
+	case <-ctx.Done():
+	}
+	rc.rctx.Cancel(context.Canceled)
+}
+
+// goRead reads layer l on a new goroutine, which ends when the reader
+// returns, and then leaves a token on rc.signal.
+func (rc *raceCall[T]) goRead(l Layer) {
+	go func() {
+		rc.read(l)
+		rc.signal <- struct{}{}
+	}()
+}
+
+// read reads layer l and records the outcome; the first hit wins.
+func (rc *raceCall[T]) read(l Layer) {
+	read := rc.l1
+	if l == L2 {
+		read = rc.l2
+	}
+	v, rep := readLayer(&rc.rctx, rc.key, read)
+	rc.mu.Lock()
+	o := &rc.out[l-1]
+	o.v, o.rep, o.done = v, rep, true
+	o.late = rc.decided || rc.winner != NoLayer
+	won := v != nil && !o.late
+	if won {
+		rc.winner = l
+	}
+	rc.mu.Unlock()
+	if won && rc.cancelOnWin {
+		rc.rctx.Cancel(context.Canceled)
+	}
+}
+
+// finish decides the race and builds the result. A layer that had not
+// finished by then is reported abandoned. When no layer hit and the caller's
+// ctx has ended, the read ends with ctx's error whatever the layers reported.
+func (rc *raceCall[T]) finish(ctx context.Context) (ReadResult[T], error) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.decided = true
+	var res ReadResult[T]
+	l2On := rc.l2state.Load() == l2Started
+	for i, l := range [...]Layer{L1, L2} {
+		o, rep := &rc.out[i], res.report(l)
+		switch {
+		case l == L2 && !l2On:
+		case o.done && !o.late:
+			*rep = o.rep
+		default:
+			rep.Status = StatusAbandoned
+		}
+	}
+	if w := rc.winner; w != NoLayer {
+		res.Value, res.Source = rc.out[w-1].v, w
+		return res, nil
+	}
+	if err := ctxEnded(ctx); err != nil {
+		return res, readCanceled(rc.key, err)
+	}
+	return res, missOrFailure(rc.key, &res)
+}
+
+// ctxEnded returns ctx.Err(), or DeadlineExceeded once ctx's deadline has
+// passed even if ctx has not noticed yet: a detached reader ctx enforces the
+// same deadline and may see it first.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package tiercache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache"
+)
+
+// raceCases are the race layouts: the offloading one (with a pool) and the
+// cancelling ones.
+func raceCases() []policyCase {
+	var cases []policyCase
+	for _, pc := range allPolicies() {
+		if _, ok := pc.policy.(tiercache.RaceReadPolicy[string]); ok {
+			cases = append(cases, pc)
+		}
+	}
+	return cases
+}
+
+func eachRace(t *testing.T, f func(t *testing.T, pc policyCase)) {
+	for _, pc := range raceCases() {
+		t.Run(pc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { f(t, pc) })
+		})
+	}
+}
+
+// Rule 5: the first hit wins at once; the loser is reported abandoned.
+func TestRaceFirstHitWins(t *testing.T) {
+	eachRace(t, func(t *testing.T, pc policyCase) {
+		hedge := pc.policy.(tiercache.RaceReadPolicy[string]).HedgeAfter
+		l1 := &fakeLayer{val: hitIn("slow-l1", time.Hour), delay: time.Second}
+		l2 := &fakeLayer{val: hitIn("fast-l2", time.Hour), delay: 10 * time.Millisecond}
+		start := time.Now()
+		res, err := pc.read(t, context.Background(), l1, l2)
+		require.NoError(t, err)
+		require.Equal(t, hedge+10*time.Millisecond, time.Since(start), "L2 answers as soon as it hits")
+		require.Equal(t, tiercache.L2, res.Source)
+		require.Equal(t, "fast-l2", res.Value.Data)
+		require.Equal(t, tiercache.StatusAbandoned, res.L1.Status)
+		require.Equal(t, tiercache.StatusHit, res.L2.Status)
+	})
+}
+
+// Rule 5: a miss or a failure waits for the other layer.
+func TestRaceMissOrFailureWaits(t *testing.T) {
+	for _, first := range []fakeLayer{{}, {err: errors.New("l1 down")}, {panicWith: "l1 bug"}} {
+		eachRace(t, func(t *testing.T, pc policyCase) {
+			l1 := first
+			l2 := &fakeLayer{val: hitIn("late", time.Hour), delay: 40 * time.Millisecond}
+			start := time.Now()
+			res, err := pc.read(t, context.Background(), &l1, l2)
+			require.NoError(t, err)
+			require.Equal(t, 40*time.Millisecond, time.Since(start), "an L1 miss or failure starts a hedged L2 at once")
+			require.Equal(t, tiercache.L2, res.Source)
+			require.NotEqual(t, tiercache.StatusAbandoned, res.L1.Status)
+			require.NotEqual(t, tiercache.StatusHit, res.L1.Status)
+		})
+	}
+	eachRace(t, func(t *testing.T, pc policyCase) {
+		l1 := &fakeLayer{val: hitIn("late", time.Hour), delay: 40 * time.Millisecond}
+		l2 := &fakeLayer{err: errors.New("l2 down")}
+		res, err := pc.read(t, context.Background(), l1, l2)
+		require.NoError(t, err)
+		require.Equal(t, tiercache.L1, res.Source)
+		require.Equal(t, tiercache.StatusHit, res.L1.Status)
+		require.Equal(t, tiercache.StatusFailed, res.L2.Status, "L2 failed before L1 hit: not a loser")
+	})
+}
+
+// Rule 5: HedgeAfter starts L2 only if L1 has not hit within the delay.
+func TestRaceHedgeAfter(t *testing.T) {
+	for _, loser := range []tiercache.LoserPolicy{tiercache.LoserOffload, tiercache.LoserCancel} {
+		pc := policyCase{name: loser.String(), policy: tiercache.RaceReadPolicy[string]{Loser: loser, HedgeAfter: 5 * time.Millisecond}, pool: loser == tiercache.LoserOffload}
+		t.Run(pc.name+"/L1 hits before the delay: L2 never read", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l1 := &fakeLayer{val: hitIn("one", time.Hour), delay: 4 * time.Millisecond}
+				l2 := &fakeLayer{val: hitIn("two", time.Hour)}
+				res, err := pc.read(t, context.Background(), l1, l2)
+				require.NoError(t, err)
+				require.Equal(t, tiercache.L1, res.Source)
+				require.Equal(t, tiercache.StatusNotRun, res.L2.Status)
+				time.Sleep(time.Second) // well past the hedge delay
+				require.Zero(t, l2.stats().calls)
+			})
+		})
+		t.Run(pc.name+"/L1 slow: L2 starts after the delay", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l1 := &fakeLayer{val: hitIn("one", time.Hour), delay: time.Second}
+				l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: time.Millisecond}
+				start := time.Now()
+				res, err := pc.read(t, context.Background(), l1, l2)
+				require.NoError(t, err)
+				require.Equal(t, tiercache.L2, res.Source)
+				require.Equal(t, 6*time.Millisecond, time.Since(start))
+				require.Equal(t, 5*time.Millisecond, l2.started.Sub(start))
+			})
+		})
+		t.Run(pc.name+"/L1 miss before the delay starts L2 at once", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l1 := &fakeLayer{delay: time.Millisecond}
+				l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: time.Millisecond}
+				start := time.Now()
+				res, err := pc.read(t, context.Background(), l1, l2)
+				require.NoError(t, err)
+				require.Equal(t, tiercache.L2, res.Source)
+				require.Equal(t, time.Millisecond, l2.started.Sub(start))
+				require.Equal(t, 2*time.Millisecond, time.Since(start))
+			})
+		})
+	}
+}
+
+// Rule 5, LoserOffload: the losing read is not cancelled, neither when Read
+// returns nor when the caller's ctx is cancelled afterwards; it finishes as
+// an Offload task.
+func TestRaceLoserOffloadFinishes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+		l1 := &fakeLayer{val: hitIn("one", time.Hour)}
+		l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: 100 * time.Millisecond}
+		ctx, cancel := context.WithCancel(context.Background())
+		res, err := tiercache.RaceReadPolicy[string]{}.Read(ctx, "k", l1.read, l2.read, pool)
+		require.NoError(t, err)
+		require.Equal(t, tiercache.L1, res.Source)
+		require.Equal(t, tiercache.StatusAbandoned, res.L2.Status)
+		cancel() // the caller goes away
+		synctest.Wait()
+		require.Equal(t, 1, pool.Stats().Running, "the loser is owned by an Offload task")
+		time.Sleep(200 * time.Millisecond)
+		require.Equal(t, fakeStats{calls: 1, finished: 1, cancelled: 0}, l2.stats(), "the loser ran to completion")
+		require.NoError(t, pool.Close(context.Background()))
+		require.Equal(t, uint64(1), pool.Stats().Completed)
+		require.Equal(t, uint64(1), pool.Stats().Accepted)
+	})
+}
+
+// Rule 5, LoserOffload: the policy enforces the caller's deadline on the
+// detached readers.
+func TestRaceLoserOffloadKeepsCallerDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+		defer pool.Close(context.Background())
+		l1 := &fakeLayer{val: hitIn("one", time.Hour)}
+		l2 := &fakeLayer{delay: time.Hour}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := tiercache.RaceReadPolicy[string]{}.Read(ctx, "k", l1.read, l2.read, pool)
+		require.NoError(t, err)
+		synctest.Wait()
+		dl, ok := l2.readCtx().Deadline()
+		require.True(t, ok)
+		require.Equal(t, start.Add(50*time.Millisecond), dl)
+		time.Sleep(time.Second)
+		require.Equal(t, 1, l2.stats().cancelled, "the loser ended at the caller's deadline")
+		require.ErrorIs(t, l2.lastErr, context.DeadlineExceeded)
+		require.Equal(t, 0, pool.Stats().Running)
+	})
+}
+
+// Rule 5: with a nil Offload, or one that refuses the task, or LoserCancel,
+// the loser is cancelled at once.
+func TestRaceLoserCancelled(t *testing.T) {
+	refusing := tiercache.OffloadFunc(func(string, func(context.Context)) bool { return false })
+	tests := []struct {
+		name   string
+		policy tiercache.RaceReadPolicy[string]
+		off    tiercache.Offload
+	}{
+		{name: "offload, nil Offload", policy: tiercache.RaceReadPolicy[string]{}},
+		{name: "offload, refused", policy: tiercache.RaceReadPolicy[string]{}, off: refusing},
+		{name: "cancel", policy: tiercache.RaceReadPolicy[string]{Loser: tiercache.LoserCancel}, off: refusing},
+	}
+	for _, tt := range tests {
+		for _, winner := range []tiercache.Layer{tiercache.L1, tiercache.L2} {
+			t.Run(tt.name+"/winner "+winner.String(), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					fast := fakeLayer{val: hitIn("fast", time.Hour), delay: time.Millisecond}
+					slow := fakeLayer{val: hitIn("slow", time.Hour), delay: time.Hour}
+					l1, l2 := &fast, &slow
+					if winner == tiercache.L2 {
+						l1, l2 = &slow, &fast
+					}
+					start := time.Now()
+					res, err := tt.policy.Read(context.Background(), "k", l1.read, l2.read, tt.off)
+					require.NoError(t, err)
+					require.Equal(t, winner, res.Source)
+					require.Equal(t, time.Millisecond, time.Since(start))
+					synctest.Wait()
+					require.Equal(t, fakeStats{calls: 1, finished: 1, cancelled: 1}, slow.stats())
+					loser := res.L2
+					if winner == tiercache.L2 {
+						loser = res.L1
+					}
+					require.Equal(t, tiercache.StatusAbandoned, loser.Status)
+				})
+			})
+		}
+	}
+}
+
+// The goroutines a race costs: LoserCancel reads L1 on the caller's
+// goroutine and L2 on one other; LoserOffload reads each on its own.
+func TestRaceGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		me := goroutineID()
+		l1, l2 := &fakeLayer{}, &fakeLayer{}
+		_, err := tiercache.RaceReadPolicy[string]{Loser: tiercache.LoserCancel}.Read(context.Background(), "k", l1.read, l2.read, nil)
+		require.NoError(t, err)
+		require.Equal(t, me, l1.goroutine)
+		require.NotEqual(t, me, l2.goroutine)
+
+		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+		defer pool.Close(context.Background())
+		l1, l2 = &fakeLayer{}, &fakeLayer{}
+		_, err = tiercache.RaceReadPolicy[string]{}.Read(context.Background(), "k", l1.read, l2.read, pool)
+		require.NoError(t, err)
+		require.NotEqual(t, me, l1.goroutine)
+		require.NotEqual(t, me, l2.goroutine)
+		require.NotEqual(t, l1.goroutine, l2.goroutine)
+	})
+}
+
+// A reader that ignores its ctx cannot hold up a LoserOffload race: the
+// caller returns on the first hit, and the loser's goroutine ends when its
+// reader returns.
+func TestRaceOffloadIgnoresStubbornLoser(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+		l1 := &fakeLayer{delay: time.Second, ignoreCtx: true}
+		l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: time.Millisecond}
+		start := time.Now()
+		res, err := tiercache.RaceReadPolicy[string]{}.Read(context.Background(), "k", l1.read, l2.read, pool)
+		require.NoError(t, err)
+		require.Equal(t, tiercache.L2, res.Source)
+		require.Equal(t, time.Millisecond, time.Since(start))
+		require.NoError(t, pool.Close(context.Background()))
+		require.Equal(t, time.Second, time.Since(start), "Close waited for the offloaded loser")
+		require.Equal(t, 1, l1.stats().finished)
+	})
+}

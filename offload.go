@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -56,7 +57,8 @@ type OffloadOptions struct {
 	// task starts running. Zero or negative: none.
 	TaskTimeout time.Duration
 	// OnPanic, when set, is called with the task's kind, the recovered value
-	// and the stack of a task that panicked. A panic inside OnPanic is
+	// and the stack of a task that panicked (or, for a task that called
+	// runtime.Goexit, an error saying so). A panic inside OnPanic is
 	// recovered and ignored. Nil: panics are only counted.
 	OnPanic func(kind string, recovered any, stack []byte)
 }
@@ -69,7 +71,8 @@ type OffloadStats struct {
 	Rejected uint64
 	// Completed counts tasks that returned normally.
 	Completed uint64
-	// Panicked counts tasks that panicked (recovered).
+	// Panicked counts tasks that panicked (recovered) or called
+	// runtime.Goexit.
 	Panicked uint64
 	// Dropped counts queued tasks that Close discarded when its ctx ended
 	// before they could run.
@@ -84,7 +87,11 @@ type OffloadStats struct {
 // once, at most MaxQueued more wait, and the rest are shed. Workers are
 // goroutines the pool owns: a worker starts when a task arrives and a slot is
 // free, drains the queue, and exits when the queue is empty, so an idle pool
-// holds no goroutine.
+// holds no goroutine. Starting a worker allocates nothing.
+//
+// A RaceReadPolicy hands its losing read to an OffloadPool without a task of
+// its own: the read's goroutine is counted as a running task (it holds a
+// slot, Close waits for it and cancels it at its deadline) until it ends.
 //
 // Task contexts are detached from the submitter and end only at TaskTimeout
 // or when Close's ctx ends first. A panicking task is recovered, counted and
@@ -99,14 +106,25 @@ type OffloadPool struct {
 
 	base       context.Context // parent of every task's ctx
 	cancelBase context.CancelFunc
+	startWork  func()           // p.work, bound once so that starting a worker allocates nothing
+	handoff    chan offloadTask // first task of each starting worker; room for maxRunning
 
 	mu      sync.Mutex
 	closed  bool
-	running int
+	running int // slots in use: live workers plus adopted goroutines
 	queue   taskQueue
-	idle    chan struct{} // made by a waiter; closed when nothing runs or waits
+	adopted map[adoptee]*time.Timer // goroutines taken into the accounting; their TaskTimeout timer
+	idle    chan struct{}           // made by a waiter; closed when nothing runs or waits
 
 	accepted, rejected, completed, panicked, dropped atomic.Uint64
+}
+
+// adoptee is a goroutine that is already running and that an OffloadPool
+// takes into its accounting instead of running a task to wait for it: a
+// race's losing read. The pool calls cancelAdopted when the goroutine's time
+// is up (TaskTimeout, or Close's ctx ending).
+type adoptee interface {
+	cancelAdopted()
 }
 
 type offloadTask struct {
@@ -133,6 +151,8 @@ func NewOffloadPool(opts OffloadOptions) *OffloadPool {
 		p.maxQueued = 0
 	}
 	p.base, p.cancelBase = context.WithCancel(context.Background())
+	p.startWork = p.work
+	p.handoff = make(chan offloadTask, p.maxRunning)
 	return p
 }
 
@@ -149,14 +169,15 @@ func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
 	case p.closed:
 	case p.running < p.maxRunning:
 		p.running++
-		p.mu.Unlock()
 		p.accepted.Add(1)
-		go p.work(offloadTask{kind, task})
+		p.handoff <- offloadTask{kind, task} // never blocks: one slot per running worker
+		p.mu.Unlock()
+		go p.startWork()
 		return true
 	case p.queue.len() < p.maxQueued:
+		p.accepted.Add(1)
 		p.queue.push(offloadTask{kind, task})
 		p.mu.Unlock()
-		p.accepted.Add(1)
 		return true
 	}
 	p.mu.Unlock()
@@ -164,8 +185,17 @@ func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
 	return false
 }
 
-// work runs t, then queued tasks until the queue is empty.
-func (p *OffloadPool) work(t offloadTask) {
+// work takes a task from the handoff, runs it, then runs queued tasks until
+// the queue is empty. A task that calls runtime.Goexit ends the worker; its
+// slot then passes to the next queued task on a new worker.
+func (p *OffloadPool) work() {
+	t := <-p.handoff
+	done := false
+	defer func() {
+		if !done {
+			p.freeSlot()
+		}
+	}()
 	for {
 		p.run(t)
 		p.mu.Lock()
@@ -174,6 +204,7 @@ func (p *OffloadPool) work(t offloadTask) {
 			p.running--
 			p.signalIdleLocked()
 			p.mu.Unlock()
+			done = true
 			return
 		}
 		p.mu.Unlock()
@@ -181,17 +212,80 @@ func (p *OffloadPool) work(t offloadTask) {
 	}
 }
 
-// run runs one task under the pool's ctx, containing a panic.
+// freeSlot hands a slot that has come free to the next queued task, on a new
+// worker, or returns it to the pool.
+func (p *OffloadPool) freeSlot() {
+	p.mu.Lock()
+	next, ok := p.queue.pop()
+	if !ok {
+		p.running--
+		p.signalIdleLocked()
+		p.mu.Unlock()
+		return
+	}
+	p.handoff <- next
+	p.mu.Unlock()
+	go p.startWork()
+}
+
+// adopt takes a running goroutine into the pool's accounting as a running
+// task: it holds a slot until release, Close waits for it, and TaskTimeout
+// or Close's deadline cancel it. It returns false, counting a rejection,
+// when the pool is closed or every slot is taken: an adoptee is never queued.
+func (p *OffloadPool) adopt(a adoptee) bool {
+	p.mu.Lock()
+	if p.closed || p.running >= p.maxRunning {
+		p.mu.Unlock()
+		p.rejected.Add(1)
+		return false
+	}
+	p.running++
+	p.accepted.Add(1)
+	var timer *time.Timer
+	if p.timeout > 0 {
+		timer = time.AfterFunc(p.timeout, a.cancelAdopted)
+	}
+	if p.adopted == nil {
+		p.adopted = make(map[adoptee]*time.Timer)
+	}
+	p.adopted[a] = timer
+	p.mu.Unlock()
+	return true
+}
+
+// release ends the adoption of a, counting it completed, and hands its slot
+// to a queued task if one waits.
+func (p *OffloadPool) release(a adoptee) {
+	p.mu.Lock()
+	timer := p.adopted[a]
+	delete(p.adopted, a)
+	p.mu.Unlock()
+	if timer != nil {
+		timer.Stop()
+	}
+	p.completed.Add(1)
+	p.freeSlot()
+}
+
+// errGoexit is what a task or reader that called runtime.Goexit is reported
+// as.
+var errGoexit = errors.New("tiercache: runtime.Goexit called in user code")
+
+// run runs one task under the pool's ctx, containing a panic or a Goexit.
 func (p *OffloadPool) run(t offloadTask) {
 	ctx, cancel := p.base, context.CancelFunc(nil)
 	if p.timeout > 0 {
 		ctx, cancel = context.WithTimeout(p.base, p.timeout)
 	}
+	returned := false
 	defer func() {
 		if cancel != nil {
 			cancel()
 		}
-		if r := recover(); r != nil {
+		if r := recover(); r != nil || !returned {
+			if r == nil {
+				r = errGoexit
+			}
 			p.panicked.Add(1)
 			p.reportPanic(t.kind, r, debug.Stack())
 			return
@@ -199,6 +293,7 @@ func (p *OffloadPool) run(t offloadTask) {
 		p.completed.Add(1)
 	}()
 	t.run(ctx)
+	returned = true
 }
 
 func (p *OffloadPool) reportPanic(kind string, recovered any, stack []byte) {
@@ -254,9 +349,16 @@ func (p *OffloadPool) Close(ctx context.Context) error {
 		n := p.queue.len()
 		p.queue = taskQueue{}
 		p.signalIdleLocked()
+		adopted := make([]adoptee, 0, len(p.adopted))
+		for a := range p.adopted {
+			adopted = append(adopted, a)
+		}
 		p.mu.Unlock()
 		p.dropped.Add(uint64(n))
 		p.cancelBase()
+		for _, a := range adopted {
+			a.cancelAdopted()
+		}
 		return fmt.Errorf("tiercache: offload pool: close: %w", ctx.Err())
 	}
 	p.cancelBase()
@@ -265,18 +367,19 @@ func (p *OffloadPool) Close(ctx context.Context) error {
 
 // Stats returns a snapshot of the pool's counters.
 func (p *OffloadPool) Stats() OffloadStats {
-	p.mu.Lock()
-	running, queued := p.running, p.queue.len()
-	p.mu.Unlock()
-	return OffloadStats{
-		Accepted:  p.accepted.Load(),
-		Rejected:  p.rejected.Load(),
+	// Read what finished before what was accepted, so that a snapshot
+	// never shows more tasks finished than accepted.
+	s := OffloadStats{
 		Completed: p.completed.Load(),
 		Panicked:  p.panicked.Load(),
 		Dropped:   p.dropped.Load(),
-		Running:   running,
-		Queued:    queued,
 	}
+	p.mu.Lock()
+	s.Running, s.Queued = p.running, p.queue.len()
+	p.mu.Unlock()
+	s.Accepted = p.accepted.Load()
+	s.Rejected = p.rejected.Load()
+	return s
 }
 
 // taskQueue is a FIFO ring that grows as needed and shrinks when emptied.

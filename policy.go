@@ -161,6 +161,10 @@ func readLayer[T any](ctx context.Context, key string, read ReadFunc[T]) (v *Cac
 	return v, rep
 }
 
+// goexitReport is the report of a reader that called runtime.Goexit on a
+// goroutine a policy started: the goroutine ends, the read counts as failed.
+var goexitReport = LayerReport{Status: StatusFailed, Err: errGoexit}
+
 // missOrFailure returns the error of a read that found no value: nil when a
 // layer missed, the joined failures when every layer that ran failed.
 func missOrFailure[T any](key string, res *ReadResult[T]) error {

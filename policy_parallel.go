@@ -31,8 +31,9 @@ func (ParallelReadPolicy[T]) Read(ctx context.Context, key string, l1, l2 ReadFu
 	}
 	p := &parallelL2[T]{done: make(chan struct{})}
 	go func() {
+		defer close(p.done) // deferred: a reader calling runtime.Goexit still reports
+		p.rep = goexitReport
 		p.v, p.rep = readLayer(ctx, key, l2)
-		close(p.done)
 	}()
 	v1, rep1 := readLayer(ctx, key, l1)
 	res.L1 = rep1

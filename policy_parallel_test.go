@@ -22,23 +22,23 @@ func TestParallelReadPolicyChoice(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		l1, l2     fakeLayer
+		l1, l2     *fakeLayer
 		wantSource tiercache.Layer
 	}{
-		{name: "L2 expires later", l1: fakeLayer{val: at("1", base)}, l2: fakeLayer{val: at("2", base.Add(time.Second))}, wantSource: tiercache.L2},
-		{name: "L1 expires later", l1: fakeLayer{val: at("1", base.Add(time.Second))}, l2: fakeLayer{val: at("2", base)}, wantSource: tiercache.L1},
-		{name: "one nanosecond decides", l1: fakeLayer{val: at("1", base)}, l2: fakeLayer{val: at("2", base.Add(time.Nanosecond))}, wantSource: tiercache.L2},
-		{name: "sub-second difference is not rounded away", l1: fakeLayer{val: at("1", base.Add(999 * time.Millisecond))}, l2: fakeLayer{val: at("2", base.Add(time.Millisecond))}, wantSource: tiercache.L1},
-		{name: "tie goes to L1", l1: fakeLayer{val: at("1", base)}, l2: fakeLayer{val: at("2", base)}, wantSource: tiercache.L1},
-		{name: "same instant in different zones is a tie", l1: fakeLayer{val: at("1", base)}, l2: fakeLayer{val: at("2", base.In(time.FixedZone("X", 3600)))}, wantSource: tiercache.L1},
-		{name: "L1 never expires beats L2", l1: fakeLayer{val: at("1", time.Time{})}, l2: fakeLayer{val: at("2", base.Add(24 * time.Hour))}, wantSource: tiercache.L1},
-		{name: "L2 never expires beats L1", l1: fakeLayer{val: at("1", base.Add(24 * time.Hour))}, l2: fakeLayer{val: at("2", time.Time{})}, wantSource: tiercache.L2},
-		{name: "both never expire: tie to L1", l1: fakeLayer{val: at("1", time.Time{})}, l2: fakeLayer{val: at("2", time.Time{})}, wantSource: tiercache.L1},
-		{name: "only L1 hits, L2 misses", l1: fakeLayer{val: at("1", base)}, l2: fakeLayer{}, wantSource: tiercache.L1},
-		{name: "only L1 hits, L2 fails", l1: fakeLayer{val: at("1", base)}, l2: fakeLayer{err: errors.New("down")}, wantSource: tiercache.L1},
-		{name: "only L2 hits, L1 misses", l1: fakeLayer{}, l2: fakeLayer{val: at("2", base)}, wantSource: tiercache.L2},
-		{name: "only L2 hits, L1 panics", l1: fakeLayer{panicWith: "x"}, l2: fakeLayer{val: at("2", base)}, wantSource: tiercache.L2},
-		{name: "L2 value beats an expired L1 value", l1: fakeLayer{val: at("1", base.Add(-48 * time.Hour))}, l2: fakeLayer{val: at("2", base)}, wantSource: tiercache.L2},
+		{name: "L2 expires later", l1: &fakeLayer{val: at("1", base)}, l2: &fakeLayer{val: at("2", base.Add(time.Second))}, wantSource: tiercache.L2},
+		{name: "L1 expires later", l1: &fakeLayer{val: at("1", base.Add(time.Second))}, l2: &fakeLayer{val: at("2", base)}, wantSource: tiercache.L1},
+		{name: "one nanosecond decides", l1: &fakeLayer{val: at("1", base)}, l2: &fakeLayer{val: at("2", base.Add(time.Nanosecond))}, wantSource: tiercache.L2},
+		{name: "sub-second difference is not rounded away", l1: &fakeLayer{val: at("1", base.Add(999*time.Millisecond))}, l2: &fakeLayer{val: at("2", base.Add(time.Millisecond))}, wantSource: tiercache.L1},
+		{name: "tie goes to L1", l1: &fakeLayer{val: at("1", base)}, l2: &fakeLayer{val: at("2", base)}, wantSource: tiercache.L1},
+		{name: "same instant in different zones is a tie", l1: &fakeLayer{val: at("1", base)}, l2: &fakeLayer{val: at("2", base.In(time.FixedZone("X", 3600)))}, wantSource: tiercache.L1},
+		{name: "L1 never expires beats L2", l1: &fakeLayer{val: at("1", time.Time{})}, l2: &fakeLayer{val: at("2", base.Add(24*time.Hour))}, wantSource: tiercache.L1},
+		{name: "L2 never expires beats L1", l1: &fakeLayer{val: at("1", base.Add(24*time.Hour))}, l2: &fakeLayer{val: at("2", time.Time{})}, wantSource: tiercache.L2},
+		{name: "both never expire: tie to L1", l1: &fakeLayer{val: at("1", time.Time{})}, l2: &fakeLayer{val: at("2", time.Time{})}, wantSource: tiercache.L1},
+		{name: "only L1 hits, L2 misses", l1: &fakeLayer{val: at("1", base)}, l2: &fakeLayer{}, wantSource: tiercache.L1},
+		{name: "only L1 hits, L2 fails", l1: &fakeLayer{val: at("1", base)}, l2: &fakeLayer{err: errors.New("down")}, wantSource: tiercache.L1},
+		{name: "only L2 hits, L1 misses", l1: &fakeLayer{}, l2: &fakeLayer{val: at("2", base)}, wantSource: tiercache.L2},
+		{name: "only L2 hits, L1 panics", l1: &fakeLayer{panicWith: "x"}, l2: &fakeLayer{val: at("2", base)}, wantSource: tiercache.L2},
+		{name: "L2 value beats an expired L1 value", l1: &fakeLayer{val: at("1", base.Add(-48*time.Hour))}, l2: &fakeLayer{val: at("2", base)}, wantSource: tiercache.L2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

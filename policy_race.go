@@ -80,13 +80,16 @@ type raceCall[T any] struct {
 	key         string
 	l1, l2      ReadFunc[T]
 	signal      chan struct{} // one token per layer read on a goroutine
+	body        func()        // the goroutines' body, shared: each claims the next layer
+	claimed     atomic.Uint32 // layers claimed by goroutines so far
 	l2state     atomic.Uint32
 	cancelOnWin bool // the first hit cancels the other read at once
 
 	mu      sync.Mutex
 	out     [2]raceOutcome[T] // by layer: L1, L2
 	winner  Layer
-	decided bool // Read has answered
+	decided bool         // Read has answered
+	pool    *OffloadPool // holds the losing read's goroutine, until it ends
 }
 
 type raceOutcome[T any] struct {
@@ -115,15 +118,16 @@ func (rc *raceCall[T]) raceCancel(ctx context.Context, hedgeAfter time.Duration)
 	rc.cancelOnWin = true
 	defer rc.rctx.Cancel(context.Canceled)
 	rc.signal = make(chan struct{}, 1)
+	rc.claimed.Store(uint32(L1)) // L1 is read here; a goroutine claims L2
 	var hedge *time.Timer
 	if hedgeAfter <= 0 {
 		rc.l2state.Store(l2Started)
-		rc.goRead(L2)
+		rc.goRead()
 	} else {
 		hedge = time.AfterFunc(hedgeAfter, func() {
 			if rc.l2state.CompareAndSwap(l2Pending, l2Started) {
+				defer rc.signalDone()
 				rc.read(L2)
-				rc.signal <- struct{}{}
 			}
 		})
 		defer hedge.Stop()
@@ -155,11 +159,12 @@ func (rc *raceCall[T]) raceCancel(ctx context.Context, hedgeAfter time.Duration)
 func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration, off Offload) (ReadResult[T], error) {
 	rc.rctx.Init(ctx, false)
 	rc.signal = make(chan struct{}, 2)
-	rc.goRead(L1)
+	rc.goRead()
+	pool, _ := off.(*OffloadPool)
 	var hedgeC <-chan time.Time
 	if hedgeAfter <= 0 {
 		rc.l2state.Store(l2Started)
-		rc.goRead(L2)
+		rc.goRead()
 	} else {
 		hedge := time.NewTimer(hedgeAfter)
 		defer hedge.Stop()
@@ -171,7 +176,7 @@ func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration
 		case <-hedgeC:
 			hedgeC = nil
 			rc.l2state.Store(l2Started)
-			rc.goRead(L2)
+			rc.goRead()
 			continue
 		case <-ctx.Done():
 			res, err := rc.finish(ctx)
@@ -189,7 +194,7 @@ func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration
 				rc.l2state.Store(l2Skipped)
 			}
 			res, err := rc.finish(ctx)
-			if !loserRunning || !off.Go(OffloadKindRaceLoser, rc.awaitLoser) {
+			if !loserRunning || !rc.handOff(pool, off) {
 				rc.rctx.Cancel(context.Canceled)
 			}
 			return res, err
@@ -197,13 +202,37 @@ func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration
 			// L1 missed or failed before the hedge delay: start L2 now.
 			hedgeC = nil
 			rc.l2state.Store(l2Started)
-			rc.goRead(L2)
+			rc.goRead()
 		case l1Done && l2Done:
 			rc.rctx.Cancel(context.Canceled)
 			return rc.finish(ctx)
 		}
 	}
 }
+
+// handOff gives the losing read to the Offload and reports whether it took
+// it. An OffloadPool adopts the read's goroutine as a running task; any other
+// Offload gets a task that waits for the read. A read that has finished in
+// the meantime needs neither.
+func (rc *raceCall[T]) handOff(pool *OffloadPool, off Offload) bool {
+	if pool == nil {
+		return off.Go(OffloadKindRaceLoser, rc.awaitLoser)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.out[0].done && rc.out[1].done {
+		return false
+	}
+	if !pool.adopt(rc) {
+		return false
+	}
+	rc.pool = pool
+	return true
+}
+
+// cancelAdopted is called by the OffloadPool holding the losing read when
+// the read's time is up.
+func (rc *raceCall[T]) cancelAdopted() { rc.rctx.Cancel(context.Canceled) }
 
 // awaitLoser is the Offload task that owns a losing read until it finishes,
 // or cancels it when the task's own ctx ends first.
@@ -215,22 +244,39 @@ func (rc *raceCall[T]) awaitLoser(ctx context.Context) {
 	rc.rctx.Cancel(context.Canceled)
 }
 
-// goRead reads layer l on a new goroutine, which ends when the reader
-// returns, and then leaves a token on rc.signal.
-func (rc *raceCall[T]) goRead(l Layer) {
-	go func() {
-		rc.read(l)
-		rc.signal <- struct{}{}
-	}()
+// goRead starts a goroutine that reads the next layer (L1, then L2), ends
+// when the reader returns, and leaves a token on rc.signal. Both goroutines
+// share one body, so a race allocates a single closure for them.
+func (rc *raceCall[T]) goRead() {
+	if rc.body == nil {
+		rc.body = func() {
+			defer rc.signalDone()
+			rc.read(Layer(rc.claimed.Add(1)))
+		}
+	}
+	go rc.body()
 }
 
-// read reads layer l and records the outcome; the first hit wins.
+// signalDone leaves the token of a finished read; deferred, so that a reader
+// calling runtime.Goexit still reports.
+func (rc *raceCall[T]) signalDone() { rc.signal <- struct{}{} }
+
+// read reads layer l and records the outcome. A losing read adopted by an
+// OffloadPool leaves the pool when it ends.
 func (rc *raceCall[T]) read(l Layer) {
 	read := rc.l1
 	if l == L2 {
 		read = rc.l2
 	}
-	v, rep := readLayer(&rc.rctx, rc.key, read)
+	v, rep := (*CacheValue[T])(nil), goexitReport
+	defer rc.record(l, &v, &rep)
+	v, rep = readLayer(&rc.rctx, rc.key, read)
+}
+
+// record stores the outcome of layer l's read; the first hit wins. It runs
+// deferred, so that a reader calling runtime.Goexit is recorded as failed.
+func (rc *raceCall[T]) record(l Layer, vp **CacheValue[T], repp *LayerReport) {
+	v, rep := *vp, *repp
 	rc.mu.Lock()
 	o := &rc.out[l-1]
 	o.v, o.rep, o.done = v, rep, true
@@ -239,9 +285,14 @@ func (rc *raceCall[T]) read(l Layer) {
 	if won {
 		rc.winner = l
 	}
+	pool := rc.pool
 	rc.mu.Unlock()
 	if won && rc.cancelOnWin {
 		rc.rctx.Cancel(context.Canceled)
+	}
+	if pool != nil {
+		rc.rctx.Cancel(context.Canceled)
+		pool.release(rc)
 	}
 }
 

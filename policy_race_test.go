@@ -51,12 +51,17 @@ func TestRaceFirstHitWins(t *testing.T) {
 
 // Rule 5: a miss or a failure waits for the other layer.
 func TestRaceMissOrFailureWaits(t *testing.T) {
-	for _, first := range []fakeLayer{{}, {err: errors.New("l1 down")}, {panicWith: "l1 bug"}} {
+	firsts := []func() *fakeLayer{
+		func() *fakeLayer { return &fakeLayer{} },
+		func() *fakeLayer { return &fakeLayer{err: errors.New("l1 down")} },
+		func() *fakeLayer { return &fakeLayer{panicWith: "l1 bug"} },
+	}
+	for _, first := range firsts {
 		eachRace(t, func(t *testing.T, pc policyCase) {
-			l1 := first
+			l1 := first()
 			l2 := &fakeLayer{val: hitIn("late", time.Hour), delay: 40 * time.Millisecond}
 			start := time.Now()
-			res, err := pc.read(t, context.Background(), &l1, l2)
+			res, err := pc.read(t, context.Background(), l1, l2)
 			require.NoError(t, err)
 			require.Equal(t, 40*time.Millisecond, time.Since(start), "an L1 miss or failure starts a hedged L2 at once")
 			require.Equal(t, tiercache.L2, res.Source)
@@ -183,11 +188,11 @@ func TestRaceLoserCancelled(t *testing.T) {
 		for _, winner := range []tiercache.Layer{tiercache.L1, tiercache.L2} {
 			t.Run(tt.name+"/winner "+winner.String(), func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					fast := fakeLayer{val: hitIn("fast", time.Hour), delay: time.Millisecond}
-					slow := fakeLayer{val: hitIn("slow", time.Hour), delay: time.Hour}
-					l1, l2 := &fast, &slow
+					fast := &fakeLayer{val: hitIn("fast", time.Hour), delay: time.Millisecond}
+					slow := &fakeLayer{val: hitIn("slow", time.Hour), delay: time.Hour}
+					l1, l2 := fast, slow
 					if winner == tiercache.L2 {
-						l1, l2 = &slow, &fast
+						l1, l2 = slow, fast
 					}
 					start := time.Now()
 					res, err := tt.policy.Read(context.Background(), "k", l1.read, l2.read, tt.off)
@@ -245,5 +250,99 @@ func TestRaceOffloadIgnoresStubbornLoser(t *testing.T) {
 		require.NoError(t, pool.Close(context.Background()))
 		require.Equal(t, time.Second, time.Since(start), "Close waited for the offloaded loser")
 		require.Equal(t, 1, l1.stats().finished)
+	})
+}
+
+// An OffloadPool holding a losing read treats it as a running task: a full
+// pool refuses it (the loser is cancelled), TaskTimeout and Close's deadline
+// cancel it.
+func TestRaceLoserInOffloadPool(t *testing.T) {
+	slowL2 := func() *fakeLayer { return &fakeLayer{val: hitIn("two", time.Hour), delay: time.Hour} }
+	l1Hit := func() *fakeLayer { return &fakeLayer{val: hitIn("one", time.Hour)} }
+	read := func(t *testing.T, pool *tiercache.OffloadPool, l2 *fakeLayer) {
+		t.Helper()
+		res, err := tiercache.RaceReadPolicy[string]{}.Read(context.Background(), "k", l1Hit().read, l2.read, pool)
+		require.NoError(t, err)
+		require.Equal(t, tiercache.L1, res.Source)
+		synctest.Wait()
+	}
+	t.Run("full pool refuses: loser cancelled", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+			defer pool.Close(context.Background())
+			block := make(chan struct{})
+			require.True(t, pool.Go("block", func(context.Context) { <-block }))
+			l2 := slowL2()
+			read(t, pool, l2)
+			require.Equal(t, 1, l2.stats().cancelled)
+			require.Equal(t, uint64(1), pool.Stats().Rejected)
+			close(block)
+		})
+	})
+	t.Run("counted as a running task until it ends", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1, MaxQueued: 1})
+			l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: time.Second}
+			read(t, pool, l2)
+			s := pool.Stats()
+			require.Equal(t, 1, s.Running)
+			require.Equal(t, uint64(1), s.Accepted)
+			ran := false
+			require.True(t, pool.Go("queued", func(context.Context) { ran = true }), "queued behind the loser")
+			require.Equal(t, 1, pool.Stats().Queued)
+			require.NoError(t, pool.Close(context.Background()))
+			require.True(t, ran, "the queued task ran once the loser's slot was free")
+			require.Equal(t, fakeStats{calls: 1, finished: 1}, l2.stats())
+			require.Equal(t, uint64(2), pool.Stats().Completed)
+		})
+	})
+	t.Run("TaskTimeout cancels it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{TaskTimeout: 30 * time.Millisecond})
+			defer pool.Close(context.Background())
+			l2 := slowL2()
+			start := time.Now()
+			read(t, pool, l2)
+			require.NoError(t, pool.Wait(context.Background()))
+			require.Equal(t, 30*time.Millisecond, time.Since(start))
+			require.Equal(t, 1, l2.stats().cancelled)
+		})
+	})
+	t.Run("Close deadline cancels it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+			l2 := slowL2()
+			read(t, pool, l2)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			require.ErrorIs(t, pool.Close(ctx), context.DeadlineExceeded)
+			synctest.Wait()
+			require.Equal(t, 1, l2.stats().cancelled)
+			require.Equal(t, 0, pool.Stats().Running)
+		})
+	})
+}
+
+// Any Offload, not only OffloadPool, can own the loser: it gets a task that
+// waits for the read, and cancels it when the task's ctx ends.
+func TestRaceLoserInOtherOffload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var tasks []string
+		taskCtx, endTask := context.WithCancel(context.Background())
+		off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
+			tasks = append(tasks, kind)
+			go task(taskCtx)
+			return true
+		})
+		l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: time.Hour}
+		res, err := tiercache.RaceReadPolicy[string]{}.Read(context.Background(), "k", (&fakeLayer{val: hitIn("one", time.Hour)}).read, l2.read, off)
+		require.NoError(t, err)
+		require.Equal(t, tiercache.L1, res.Source)
+		require.Equal(t, []string{tiercache.OffloadKindRaceLoser}, tasks)
+		time.Sleep(time.Minute)
+		require.Zero(t, l2.stats().cancelled, "not cancelled while the task runs")
+		endTask()
+		synctest.Wait()
+		require.Equal(t, 1, l2.stats().cancelled)
 	})
 }

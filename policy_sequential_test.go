@@ -16,7 +16,7 @@ import (
 func TestSequentialReadPolicy(t *testing.T) {
 	tests := []struct {
 		name       string
-		l1, l2     fakeLayer
+		l1, l2     *fakeLayer
 		wantSource tiercache.Layer
 		wantData   string
 		wantL1     tiercache.ReadStatus
@@ -25,31 +25,31 @@ func TestSequentialReadPolicy(t *testing.T) {
 	}{
 		{
 			name: "L1 hit skips L2",
-			l1:   fakeLayer{val: hitIn("one", time.Minute)}, l2: fakeLayer{val: hitIn("two", time.Hour)},
+			l1:   &fakeLayer{val: hitIn("one", time.Minute)}, l2: &fakeLayer{val: hitIn("two", time.Hour)},
 			wantSource: tiercache.L1, wantData: "one",
 			wantL1: tiercache.StatusHit, wantL2: tiercache.StatusNotRun, wantL2Read: 0,
 		},
 		{
 			name: "L1 miss reads L2",
-			l1:   fakeLayer{}, l2: fakeLayer{val: hitIn("two", time.Hour)},
+			l1:   &fakeLayer{}, l2: &fakeLayer{val: hitIn("two", time.Hour)},
 			wantSource: tiercache.L2, wantData: "two",
 			wantL1: tiercache.StatusMiss, wantL2: tiercache.StatusHit, wantL2Read: 1,
 		},
 		{
 			name: "L1 failure reads L2",
-			l1:   fakeLayer{err: errors.New("l1 down")}, l2: fakeLayer{val: hitIn("two", time.Hour)},
+			l1:   &fakeLayer{err: errors.New("l1 down")}, l2: &fakeLayer{val: hitIn("two", time.Hour)},
 			wantSource: tiercache.L2, wantData: "two",
 			wantL1: tiercache.StatusFailed, wantL2: tiercache.StatusHit, wantL2Read: 1,
 		},
 		{
 			name: "L1 panic reads L2",
-			l1:   fakeLayer{panicWith: "bad"}, l2: fakeLayer{val: hitIn("two", time.Hour)},
+			l1:   &fakeLayer{panicWith: "bad"}, l2: &fakeLayer{val: hitIn("two", time.Hour)},
 			wantSource: tiercache.L2, wantData: "two",
 			wantL1: tiercache.StatusFailed, wantL2: tiercache.StatusHit, wantL2Read: 1,
 		},
 		{
 			name: "L1 expired reads L2",
-			l1:   fakeLayer{val: hitIn("old", -time.Second)}, l2: fakeLayer{val: hitIn("two", time.Hour)},
+			l1:   &fakeLayer{val: hitIn("old", -time.Second)}, l2: &fakeLayer{val: hitIn("two", time.Hour)},
 			wantSource: tiercache.L2, wantData: "two",
 			wantL1: tiercache.StatusMiss, wantL2: tiercache.StatusHit, wantL2Read: 1,
 		},

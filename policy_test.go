@@ -397,3 +397,33 @@ func TestReadContextEnds(t *testing.T) {
 		}},
 	)
 }
+
+// A reader that calls runtime.Goexit on a goroutine a policy started is that
+// layer's failure; the read still answers.
+func TestReadGoexitIsLayerFailure(t *testing.T) {
+	goexit := func(context.Context, string) (*tiercache.CacheValue[string], error) {
+		runtime.Goexit()
+		return nil, nil
+	}
+	for _, pc := range allPolicies() {
+		if pc.name == "sequential" {
+			continue // runs readers on the caller's goroutine: Goexit ends the caller
+		}
+		t.Run(pc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// L1 is slower than any hedge delay, so L2 runs on a goroutine.
+				l1 := &fakeLayer{delay: 10 * time.Millisecond}
+				var off tiercache.Offload
+				if pc.pool {
+					pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+					defer pool.Close(context.Background())
+					off = pool
+				}
+				res, err := pc.policy.Read(context.Background(), "k", l1.read, goexit, off)
+				require.NoError(t, err, "a miss and a failure is a miss")
+				require.Equal(t, tiercache.StatusFailed, res.L2.Status)
+				require.ErrorContains(t, res.L2.Err, "Goexit")
+			})
+		})
+	}
+}

@@ -45,8 +45,42 @@ func (c *Ctx) Init(parent context.Context, follow bool) {
 // Deadline returns the parent's deadline.
 func (c *Ctx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 
-// Value returns the parent's value for key.
-func (c *Ctx) Value(key any) any { return c.parent.Value(key) }
+// Value returns the parent's value for key, except for the context
+// package's own key for finding a cancellable parent: a Ctx is cancelled on
+// its own terms, so context.Cause of a Ctx, or of a context derived from
+// one, must not report the parent's cause.
+func (c *Ctx) Value(key any) any {
+	if key == cancelCtxKey {
+		return nil
+	}
+	return c.parent.Value(key)
+}
+
+// cancelCtxKey is the key the context package asks a context's Value for
+// when it looks for a cancellable parent (context.Cause does, and so does
+// deriving a context). It is unexported there, so it is learnt once by
+// asking context.Cause about a probe; should the context package stop asking,
+// it stays nil, which no real key equals.
+var cancelCtxKey = func() any {
+	var p causeProbe
+	_ = context.Cause(&p)
+	return p.key
+}()
+
+// causeProbe is an ended context that records the first key asked of it.
+type causeProbe struct {
+	context.Context
+	key any
+}
+
+func (p *causeProbe) Err() error { return context.Canceled }
+
+func (p *causeProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
 
 // Done returns a channel closed when c ends. The first call arms the
 // propagation from the parent (follow) or the deadline timer (detached).
@@ -92,8 +126,13 @@ func (c *Ctx) Err() error {
 }
 
 // Cancel ends c with err unless it has ended already, releases what c holds
-// on the parent, and returns the error c ended with.
+// on the parent, and returns the error c ended with. err should be
+// context.Canceled or context.DeadlineExceeded, the errors a Context's Err
+// may return; nil means context.Canceled.
 func (c *Ctx) Cancel(err error) error {
+	if err == nil {
+		err = context.Canceled
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err = c.err

@@ -1,0 +1,78 @@
+# tiercache. Run `make` or `make help` for the list of targets.
+#
+# Every target that works on modules loops over every go.mod in the
+# repository, so a sub-module (otterstore/, redisstore/, examples/, bench/...)
+# is picked up as soon as its go.mod exists.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
+
+# Every module's directory, the root (.) first.
+MODULES := $(shell find . -name go.mod -not -path '*/node_modules/*' -not -path '*/testdata/*' -not -path './.git/*' -exec dirname {} \; | sort)
+
+# Pinned; bump deliberately. Must support the Go version in use.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Benchmark settings: `make bench COUNT=10 BENCH=Race BENCH_OUT=.bench/new.txt`,
+# then `benchstat .bench/old.txt .bench/new.txt`.
+COUNT ?= 6
+BENCH ?= .
+BENCHTIME ?= 1s
+BENCH_DIR := .bench
+BENCH_OUT ?= $(BENCH_DIR)/bench.txt
+
+.PHONY: help test bench lint fmt-check vet staticcheck demo tidy
+
+help: ## List the targets.
+	@echo 'Usage: make TARGET [VAR=value ...]'
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo
+	@echo 'Modules: $(MODULES)'
+
+test: ## Run go test -race ./... in every module; stop at the first failure.
+	@for m in $(MODULES); do \
+		echo "==> $$m: go test -race ./..."; \
+		(cd "$$m" && $(GO) test -race ./...) || exit 1; \
+	done
+
+bench: ## Run the root module's benchmarks COUNT times (default 6), saved in .bench/.
+	@mkdir -p $(dir $(BENCH_OUT))
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=$(BENCHTIME) -benchmem -count=$(COUNT) ./... | tee $(BENCH_OUT)
+
+lint: fmt-check vet staticcheck ## Check formatting, then run go vet and staticcheck in every module.
+
+fmt-check: ## Fail, listing the files, when gofmt would change any .go file.
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path '*/node_modules/*'); \
+	unformatted=$$(if [ -n "$$files" ]; then $(GOFMT) -l $$files; fi); \
+	if [ -n "$$unformatted" ]; then \
+		echo 'gofmt: these files need formatting (gofmt -w FILE):'; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+
+vet: ## Run go vet ./... in every module.
+	@for m in $(MODULES); do \
+		echo "==> $$m: go vet ./..."; \
+		(cd "$$m" && $(GO) vet ./...) || exit 1; \
+	done
+
+staticcheck: ## Run the pinned staticcheck in every module.
+	@for m in $(MODULES); do \
+		echo "==> $$m: staticcheck ./..."; \
+		(cd "$$m" && $(STATICCHECK) ./...) || exit 1; \
+	done
+
+demo: ## Show the read policies side by side (examples/policies).
+	cd examples && $(GO) run ./policies
+
+tidy: ## Run go mod tidy in every module.
+	@for m in $(MODULES); do \
+		echo "==> $$m: go mod tidy"; \
+		(cd "$$m" && $(GO) mod tidy) || exit 1; \
+	done

@@ -64,3 +64,24 @@ func readFailed(key string, r1, r2 LayerReport) error {
 func readCanceled(key string, ctxErr error) error {
 	return fmt.Errorf("tiercache: read %q: %w", key, ctxErr)
 }
+
+// ErrNotFound says that the thing a key names does not exist. A loader
+// returns it (or an error wrapping it) for "no such thing"; GetOrLoad then
+// returns an error for which errors.Is(err, ErrNotFound) holds and, with
+// Options.NegativeTTL, remembers the absence in both layers.
+var ErrNotFound = errors.New("tiercache: not found")
+
+// ErrClosed is returned by every call on a Cache after Close.
+var ErrClosed = errors.New("tiercache: cache closed")
+
+// errEmptyKey is returned for the empty key, which is almost always a
+// missing identifier rather than a key anyone means.
+var errEmptyKey = errors.New("tiercache: empty key")
+
+// loadError carries a loader's outcome, as seen by a caller that joined
+// someone else's load through the L2 read of a policy, so that GetOrLoad
+// returns it rather than loading again.
+type loadError struct{ err error }
+
+func (e *loadError) Error() string { return e.err.Error() }
+func (e *loadError) Unwrap() error { return e.err }

@@ -1,0 +1,350 @@
+package tiercache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/keyguard"
+	"github.com/tiercache/tiercache/internal/readctx"
+	"github.com/tiercache/tiercache/internal/track"
+)
+
+// The kinds of background work a Cache hands to its Offload.
+const (
+	// OffloadKindRefill copies an L2 hit into L1.
+	OffloadKindRefill = "tiercache.refill"
+	// OffloadKindRefresh reloads a stale value.
+	OffloadKindRefresh = "tiercache.refresh"
+	// OffloadKindWriteL2 writes a loaded value (or a remembered absence)
+	// into L2.
+	OffloadKindWriteL2 = "tiercache.write-l2"
+)
+
+// Cache is a two-tier cache: Backends l1 and l2 composed by the policies in
+// Options. It is safe for concurrent use. Create it with New and release it
+// with Close.
+//
+// Reads go through the ReadPolicy; an L2 hit is copied into L1 in the
+// background (see RefillPolicy). Writes go through the WritePolicy. GetOrLoad
+// adds the origin behind both layers, with one load per key at a time. When
+// L2 is slow or down, reads and loads degrade to L1 and the origin, and the
+// failures are counted in Stats instead of failing the caller.
+type Cache[T any] struct {
+	l1, l2      Backend[T]
+	opts        Options[T] // a copy, never written after New
+	policy      ReadPolicy[T]
+	write       WritePolicy
+	off         Offload
+	ownPool     *OffloadPool // closed by Close; nil with Options.Offload
+	readL1      ReadFunc[T]  // c.getL1, bound once so that reads allocate nothing
+	readL2      ReadFunc[T]  // c.getL2
+	readL2Coal  ReadFunc[T]  // c.readL2Flight: GetOrLoad's coalesced L2 read
+	guard       *keyguard.Guard
+	flights     flightGroup[T]
+	refreshes   refreshMarks
+	stats       counters
+	bg          track.Group // flights and offloaded tasks under way
+	closed      atomic.Bool
+	closeCancel context.CancelFunc // cancels every flight's ctx
+	closeCtx    context.Context    // parent of every flight's ctx
+}
+
+// New returns a Cache over l1 and l2 configured by opts; nil opts means the
+// defaults. It validates opts, returning an error prefixed "tiercache:", and
+// never modifies *opts.
+func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
+	if l1 == nil || l2 == nil {
+		return nil, errors.New("tiercache: New: nil Backend")
+	}
+	var o Options[T]
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	c := &Cache[T]{l1: l1, l2: l2, opts: o, policy: o.ReadPolicy, write: o.WritePolicy, off: o.Offload, guard: keyguard.New()}
+	if c.policy == nil {
+		c.policy = SequentialReadPolicy[T]{}
+	}
+	if c.write == nil {
+		c.write = SequentialWritePolicy{}
+	}
+	if c.off == nil {
+		c.ownPool = NewOffloadPool(OffloadOptions{})
+		c.off = c.ownPool
+	}
+	c.readL1, c.readL2, c.readL2Coal = c.getL1, c.getL2, c.readL2Flight
+	c.flights.m = make(map[string]*flight[T])
+	c.refreshes.m = make(map[string]struct{})
+	c.closeCtx, c.closeCancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Get returns the value of key. A miss, and a remembered absence, is
+// (zero, false, nil); the error is non-nil only when every layer failed or
+// ctx ended. An L2 hit is copied into L1 in the background.
+func (c *Cache[T]) Get(ctx context.Context, key string) (T, bool, error) {
+	var zero T
+	if err := c.check(key); err != nil {
+		return zero, false, err
+	}
+	gen := c.guard.Gen(key)
+	res, err := c.policy.Read(ctx, key, c.readL1, c.readL2, c.off)
+	c.stats.l1.record(res.L1)
+	c.stats.l2.record(res.L2)
+	if err != nil {
+		return zero, false, err
+	}
+	v := res.Value
+	if v == nil {
+		return zero, false, nil
+	}
+	if res.Source == L2 {
+		c.refill(ctx, key, v, gen)
+	}
+	if v.Negative {
+		c.stats.negativeHits.Add(1)
+		return zero, false, nil
+	}
+	return v.Data, true, nil
+}
+
+// Set stores value under key in both layers through the WritePolicy. ttl 0
+// means Options.DefaultTTL; the time to live is shortened by TTLJitter, and
+// the value goes stale after StaleAfter. A negative ttl is an error.
+func (c *Cache[T]) Set(ctx context.Context, key string, value T, ttl time.Duration) error {
+	if err := c.check(key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return fmt.Errorf("tiercache: set %q: negative ttl %v", key, ttl)
+	}
+	now := time.Now()
+	v := c.newValue(value, ttl, now)
+	c.guard.Begin(key)
+	defer c.guard.End(key)
+	w := &layerWrite[T]{c: c, key: key, v: v, l1v: c.l1Copy(v, now)}
+	if err := c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.off); err != nil {
+		return fmt.Errorf("tiercache: set %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete removes key from both layers and returns their joined errors. L1 is
+// cleared even when L2 fails.
+func (c *Cache[T]) Delete(ctx context.Context, key string) error {
+	if err := c.check(key); err != nil {
+		return err
+	}
+	c.guard.Begin(key)
+	defer c.guard.End(key)
+	err2 := c.deleteL2(ctx, key)
+	err1 := c.deleteL1(ctx, key)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("tiercache: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the cache's counters. It takes no lock that a
+// read or write takes.
+func (c *Cache[T]) Stats() Stats { return c.stats.snapshot() }
+
+// Close stops the cache: every later call returns ErrClosed. It waits for
+// the background work under way (refills, refreshes, loads, offloaded
+// writes) until ctx ends; then it cancels what is left and returns ctx's
+// error. A cache's own OffloadPool is closed too; a shared Offload is not.
+// Close may be called again.
+func (c *Cache[T]) Close(ctx context.Context) error {
+	c.closed.Store(true)
+	err := c.bg.Close(ctx)
+	c.closeCancel() // ends the ctx of every flight still under way
+	if c.ownPool != nil {
+		err = errors.Join(err, c.ownPool.Close(ctx))
+	}
+	if err != nil {
+		return fmt.Errorf("tiercache: close: %w", err)
+	}
+	return nil
+}
+
+// check rejects calls after Close and the empty key.
+func (c *Cache[T]) check(key string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if key == "" {
+		return errEmptyKey
+	}
+	return nil
+}
+
+// newValue builds the value a write stores: Expire from ttl (0: DefaultTTL)
+// shortened by the jitter, Stale from StaleAfter.
+func (c *Cache[T]) newValue(data T, ttl time.Duration, now time.Time) CacheValue[T] {
+	if ttl == 0 {
+		ttl = c.opts.DefaultTTL
+	}
+	v := CacheValue[T]{Data: data}
+	if ttl > 0 {
+		v.Expire = now.Add(c.jitter(ttl))
+	}
+	if c.opts.StaleAfter > 0 {
+		v.Stale = now.Add(c.opts.StaleAfter)
+	}
+	return v
+}
+
+// newNegative builds a remembered absence that lives NegativeTTL.
+func (c *Cache[T]) newNegative(now time.Time) CacheValue[T] {
+	return CacheValue[T]{Negative: true, Expire: now.Add(c.jitter(c.opts.NegativeTTL))}
+}
+
+// jitter shortens ttl by a random part of up to TTLJitter of it, keeping at
+// least a nanosecond.
+func (c *Cache[T]) jitter(ttl time.Duration) time.Duration {
+	if c.opts.TTLJitter == 0 {
+		return ttl
+	}
+	cut := time.Duration(rand.Float64() * c.opts.TTLJitter * float64(ttl))
+	return max(ttl-cut, 1)
+}
+
+// l1Copy is v as L1 stores it: its Expire capped at now+L1MaxTTL.
+func (c *Cache[T]) l1Copy(v CacheValue[T], now time.Time) CacheValue[T] {
+	if c.opts.L1MaxTTL > 0 {
+		if limit := now.Add(c.opts.L1MaxTTL); v.Expire.IsZero() || v.Expire.After(limit) {
+			v.Expire = limit
+		}
+	}
+	return v
+}
+
+// refill copies v, read from L2, into L1 in the background, unless the key
+// has been written since gen was taken.
+func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen uint64) {
+	if c.opts.Refill == RefillNever {
+		return
+	}
+	l1v := c.l1Copy(*v, time.Now())
+	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
+		var err error
+		if !c.guard.WriteIf(key, gen, false, func() { err = c.setL1(ctx, key, l1v) }) {
+			c.stats.refillsSkipped.Add(1)
+			return
+		}
+		if err != nil {
+			c.stats.writeErrors.Add(1)
+			return
+		}
+		c.stats.refills.Add(1)
+	})
+}
+
+// goBackground hands task to the Offload, counted so that Close waits for
+// it. The task's ctx has the values of ctx (trace IDs) and the lifetime the
+// Offload gives it. It reports whether the Offload took the task; a refusal
+// is counted.
+func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx context.Context)) bool {
+	if !c.bg.Add() {
+		c.stats.offloadRejected.Add(1)
+		return false
+	}
+	ok := c.off.Go(kind, func(taskCtx context.Context) {
+		defer c.bg.Done()
+		task(readctx.Detached(ctx, taskCtx))
+	})
+	if !ok {
+		c.bg.Done()
+		c.stats.offloadRejected.Add(1)
+	}
+	return ok
+}
+
+// withTimeout gives ctx the deadline d from now, when d is set.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// getL1 and getL2 are the layers' readers: the backend's Get under the
+// layer's timeout.
+func (c *Cache[T]) getL1(ctx context.Context, key string) (*CacheValue[T], error) {
+	if c.opts.L1Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.L1Timeout)
+		defer cancel()
+	}
+	return c.l1.Get(ctx, key)
+}
+
+func (c *Cache[T]) getL2(ctx context.Context, key string) (*CacheValue[T], error) {
+	if c.opts.L2Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.L2Timeout)
+		defer cancel()
+	}
+	return c.l2.Get(ctx, key)
+}
+
+// setL1, setL2, deleteL1 and deleteL2 are the layers' writes: under the
+// layer's timeout, a panic contained, the error naming the layer.
+func (c *Cache[T]) setL1(ctx context.Context, key string, v CacheValue[T]) error {
+	return layerOp(ctx, L1, c.opts.L1Timeout, func(ctx context.Context) error { return c.l1.Set(ctx, key, v) })
+}
+
+func (c *Cache[T]) setL2(ctx context.Context, key string, v CacheValue[T]) error {
+	return layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Set(ctx, key, v) })
+}
+
+func (c *Cache[T]) deleteL1(ctx context.Context, key string) error {
+	return layerOp(ctx, L1, c.opts.L1Timeout, func(ctx context.Context) error { return c.l1.Delete(ctx, key) })
+}
+
+func (c *Cache[T]) deleteL2(ctx context.Context, key string) error {
+	return layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Delete(ctx, key) })
+}
+
+// layerOp runs one backend write of layer l under timeout, containing a
+// panic, and names the layer in its error.
+func layerOp(ctx context.Context, l Layer, timeout time.Duration, op func(ctx context.Context) error) (err error) {
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = newPanicError(p)
+		}
+		if err != nil {
+			err = &layerError{l, err}
+		}
+	}()
+	return op(ctx)
+}
+
+// layerWrite is one Set in progress: the LayerWriters a WritePolicy gets.
+type layerWrite[T any] struct {
+	c      *Cache[T]
+	key    string
+	v, l1v CacheValue[T]
+}
+
+func (w *layerWrite[T]) l1Writer() LayerWriter {
+	return LayerWriter{
+		Set:   func(ctx context.Context) error { return w.c.setL1(ctx, w.key, w.l1v) },
+		Evict: func(ctx context.Context) error { return w.c.deleteL1(ctx, w.key) },
+	}
+}
+
+func (w *layerWrite[T]) l2Writer() LayerWriter {
+	return LayerWriter{
+		Set:   func(ctx context.Context) error { return w.c.setL2(ctx, w.key, w.v) },
+		Evict: func(ctx context.Context) error { return w.c.deleteL2(ctx, w.key) },
+	}
+}

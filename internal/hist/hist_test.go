@@ -1,0 +1,69 @@
+package hist
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestBucketsAreContiguous(t *testing.T) {
+	require.Equal(t, 0, bucket(-5))
+	for i := 0; i < numBuckets-1; i++ {
+		lo, next := lowerBound(i), lowerBound(i+1)
+		require.Less(t, lo, next, "bucket %d", i)
+		require.Equal(t, i, bucket(lo), "lower bound of %d", i)
+		require.Equal(t, i, bucket(next-1), "upper bound of %d", i)
+	}
+	require.Equal(t, numBuckets-1, bucket(time.Duration(1<<62)))
+}
+
+func TestQuantilesWithinBucketError(t *testing.T) {
+	var h Histogram
+	r := rand.New(rand.NewPCG(1, 2))
+	var all []time.Duration
+	for range 100_000 {
+		d := time.Duration(r.ExpFloat64() * float64(200*time.Microsecond))
+		all = append(all, d)
+		h.Record(d)
+	}
+	slices.Sort(all)
+	s := h.Snapshot()
+	require.Equal(t, uint64(len(all)), s.Count())
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		exact := all[int(q*float64(len(all)))-1]
+		got := s.Quantile(q)
+		require.GreaterOrEqual(t, got, exact, "q=%v is an upper estimate", q)
+		require.LessOrEqual(t, float64(got), float64(exact)*1.13, "q=%v within a bucket", q)
+	}
+	var sum time.Duration
+	for _, d := range all {
+		sum += d
+	}
+	require.Equal(t, sum, s.Sum())
+	require.Equal(t, sum/time.Duration(len(all)), s.Mean())
+}
+
+func TestEmptyAndConcurrent(t *testing.T) {
+	var h Histogram
+	require.Zero(t, h.Snapshot().Quantile(0.99))
+	require.Zero(t, h.Snapshot().Mean())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				h.Record(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	s := h.Snapshot()
+	require.Equal(t, uint64(8000), s.Count())
+	require.InDelta(t, float64(time.Millisecond), float64(s.Quantile(0.5)), float64(time.Millisecond)/8)
+}

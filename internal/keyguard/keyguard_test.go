@@ -1,0 +1,89 @@
+package keyguard
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestWriteIf(t *testing.T) {
+	tests := []struct {
+		name    string
+		between func(g *Guard)
+		want    bool
+	}{
+		{name: "nothing in between", between: func(*Guard) {}, want: true},
+		{name: "a write began and ended", between: func(g *Guard) { g.Begin("k"); g.End("k") }, want: false},
+		{name: "a write is under way", between: func(g *Guard) { g.Begin("k") }, want: false},
+		{name: "a bumping copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Gen("k"), true, func() {}) }, want: false},
+		{name: "a plain copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Gen("k"), false, func() {}) }, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := New()
+			gen := g.Gen("k")
+			tt.between(g)
+			ran := false
+			require.Equal(t, tt.want, g.WriteIf("k", gen, false, func() { ran = true }))
+			require.Equal(t, tt.want, ran)
+		})
+	}
+}
+
+func TestWriteTakenAfterEndRuns(t *testing.T) {
+	g := New()
+	g.Begin("k")
+	g.End("k")
+	require.True(t, g.WriteIf("k", g.Gen("k"), false, func() {}))
+}
+
+func TestOtherStripesUnaffected(t *testing.T) {
+	g := New()
+	// Find a key on another stripe than "k".
+	other := "x"
+	for i := 0; g.stripe(other) == g.stripe("k"); i++ {
+		other = string(rune('a'+i%26)) + other
+	}
+	gen := g.Gen(other)
+	g.Begin("k")
+	defer g.End("k")
+	require.True(t, g.WriteIf(other, gen, false, func() {}))
+}
+
+// Begin waits for a copy in progress, so the write that follows Begin lands
+// after the copy and wins.
+func TestBeginWaitsForCopy(t *testing.T) {
+	g := New()
+	var order []string
+	var mu sync.Mutex
+	inCopy, release := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.WriteIf("k", g.Gen("k"), false, func() {
+			close(inCopy)
+			<-release
+			mu.Lock()
+			order = append(order, "copy")
+			mu.Unlock()
+		})
+	}()
+	<-inCopy
+	began := make(chan struct{})
+	go func() {
+		g.Begin("k")
+		mu.Lock()
+		order = append(order, "write")
+		mu.Unlock()
+		g.End("k")
+		close(began)
+	}()
+	close(release)
+	<-done
+	<-began
+	require.Equal(t, []string{"copy", "write"}, order)
+}

@@ -1,0 +1,142 @@
+package tiercache
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/hist"
+)
+
+// Stats is a snapshot of a Cache's counters since New. Every count is
+// cumulative; subtract two snapshots for a rate.
+type Stats struct {
+	// L1 and L2 count each layer's reads.
+	L1, L2 LayerStats
+	// Loads counts loader calls.
+	Loads uint64
+	// LoadErrors counts loader calls that failed, ErrNotFound aside.
+	LoadErrors uint64
+	// NotFound counts loader calls that returned ErrNotFound.
+	NotFound uint64
+	// Coalesced counts GetOrLoad calls that shared an L2 read or a load
+	// started by another caller instead of starting their own.
+	Coalesced uint64
+	// Refills counts L2 values copied into L1.
+	Refills uint64
+	// RefillsSkipped counts refills dropped because the key was written
+	// while the value was being read, so the copy would have been older.
+	RefillsSkipped uint64
+	// StaleServed counts stale values GetOrLoad returned.
+	StaleServed uint64
+	// Refreshes counts background refreshes of stale values that ran.
+	Refreshes uint64
+	// NegativeHits counts reads answered by a remembered absence.
+	NegativeHits uint64
+	// WriteErrors counts background writes (refills, the L2 write of a
+	// loaded value) that failed.
+	WriteErrors uint64
+	// OffloadRejected counts background work the Offload refused, and which
+	// was therefore not done.
+	OffloadRejected uint64
+}
+
+// LayerStats counts one layer's reads.
+type LayerStats struct {
+	// Hits counts reads that returned an unexpired value, negative ones
+	// included.
+	Hits uint64
+	// Misses counts reads that found nothing, or only an expired value.
+	Misses uint64
+	// Failures counts reads that failed: an error, a timeout, a panic.
+	Failures uint64
+	// Abandoned counts reads a policy stopped waiting for (a lost race, a
+	// caller's ctx ending).
+	Abandoned uint64
+	// Latency summarises how long the finished reads took.
+	Latency LatencyStats
+}
+
+// LatencyStats summarises a set of durations. Quantiles are upper estimates,
+// accurate to within 12.5%.
+type LatencyStats struct {
+	Count uint64
+	Mean  time.Duration
+	P50   time.Duration
+	P99   time.Duration
+	P999  time.Duration
+}
+
+// HitRatio returns Hits / (Hits + Misses + Failures), or 0 before any read.
+func (s LayerStats) HitRatio() float64 {
+	n := s.Hits + s.Misses + s.Failures
+	if n == 0 {
+		return 0
+	}
+	return float64(s.Hits) / float64(n)
+}
+
+// layerCounters are the live counters behind a LayerStats.
+type layerCounters struct {
+	hits, misses, failures, abandoned atomic.Uint64
+	latency                           hist.Histogram
+}
+
+func (l *layerCounters) record(rep LayerReport) {
+	switch rep.Status {
+	case StatusHit:
+		l.hits.Add(1)
+	case StatusMiss:
+		l.misses.Add(1)
+	case StatusFailed:
+		l.failures.Add(1)
+	case StatusAbandoned:
+		l.abandoned.Add(1)
+		return
+	default:
+		return
+	}
+	l.latency.Record(rep.Latency)
+}
+
+func (l *layerCounters) snapshot() LayerStats {
+	h := l.latency.Snapshot()
+	return LayerStats{
+		Hits:      l.hits.Load(),
+		Misses:    l.misses.Load(),
+		Failures:  l.failures.Load(),
+		Abandoned: l.abandoned.Load(),
+		Latency: LatencyStats{
+			Count: h.Count(),
+			Mean:  h.Mean(),
+			P50:   h.Quantile(0.5),
+			P99:   h.Quantile(0.99),
+			P999:  h.Quantile(0.999),
+		},
+	}
+}
+
+// counters are the live counters behind Stats.
+type counters struct {
+	l1, l2                                          layerCounters
+	loads, loadErrors, notFound, coalesced          atomic.Uint64
+	refills, refillsSkipped, staleServed, refreshes atomic.Uint64
+	negativeHits, writeErrors, offloadRejected      atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		L1:              c.l1.snapshot(),
+		L2:              c.l2.snapshot(),
+		Loads:           c.loads.Load(),
+		LoadErrors:      c.loadErrors.Load(),
+		NotFound:        c.notFound.Load(),
+		Coalesced:       c.coalesced.Load(),
+		Refills:         c.refills.Load(),
+		RefillsSkipped:  c.refillsSkipped.Load(),
+		StaleServed:     c.staleServed.Load(),
+		Refreshes:       c.refreshes.Load(),
+		NegativeHits:    c.negativeHits.Load(),
+		WriteErrors:     c.writeErrors.Load(),
+		OffloadRejected: c.offloadRejected.Load(),
+	}
+}

@@ -37,12 +37,13 @@ type Cache[T any] struct {
 	l1, l2      Backend[T]
 	opts        Options[T] // a copy, never written after New
 	policy      ReadPolicy[T]
+	sequential  bool // policy is SequentialReadPolicy: GetOrLoad reads without a per-call reader
 	write       WritePolicy
-	off         Offload
+	off         Offload      // background work, counted by goBackground
+	policyOff   Offload      // what the policies get: off, counted the same way
 	ownPool     *OffloadPool // closed by Close; nil with Options.Offload
 	readL1      ReadFunc[T]  // c.getL1, bound once so that reads allocate nothing
 	readL2      ReadFunc[T]  // c.getL2
-	readL2Coal  ReadFunc[T]  // c.readL2Flight: GetOrLoad's coalesced L2 read
 	guard       *keyguard.Guard
 	flights     flightGroup[T]
 	refreshes   refreshMarks
@@ -77,8 +78,12 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 	if c.off == nil {
 		c.ownPool = NewOffloadPool(OffloadOptions{})
 		c.off = c.ownPool
+		c.policyOff = c.ownPool // Close closes it, which waits for losing reads
+	} else {
+		c.policyOff = trackedOffload[T]{c} // Close must wait for losing reads too
 	}
-	c.readL1, c.readL2, c.readL2Coal = c.getL1, c.getL2, c.readL2Flight
+	c.readL1, c.readL2 = c.getL1, c.getL2
+	_, c.sequential = c.policy.(SequentialReadPolicy[T])
 	c.flights.m = make(map[string]*flight[T])
 	c.refreshes.m = make(map[string]struct{})
 	c.closeCtx, c.closeCancel = context.WithCancel(context.Background())
@@ -94,7 +99,7 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, bool, error) {
 		return zero, false, err
 	}
 	gen := c.guard.Gen(key)
-	res, err := c.policy.Read(ctx, key, c.readL1, c.readL2, c.off)
+	res, err := c.policy.Read(ctx, key, c.readL1, c.readL2, c.policyOff)
 	c.stats.l1.record(res.L1)
 	c.stats.l2.record(res.L2)
 	if err != nil {
@@ -129,7 +134,7 @@ func (c *Cache[T]) Set(ctx context.Context, key string, value T, ttl time.Durati
 	c.guard.Begin(key)
 	defer c.guard.End(key)
 	w := &layerWrite[T]{c: c, key: key, v: v, l1v: c.l1Copy(v, now)}
-	if err := c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.off); err != nil {
+	if err := c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.policyOff); err != nil {
 		return fmt.Errorf("tiercache: set %q: %w", key, err)
 	}
 	return nil
@@ -144,7 +149,9 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 	c.guard.Begin(key)
 	defer c.guard.End(key)
 	err2 := c.deleteL2(ctx, key)
-	err1 := c.deleteL1(ctx, key)
+	// L1 is cleared even when L2 failed because ctx ended: L2 may have
+	// deleted the key all the same.
+	err1 := c.deleteL1(context.WithoutCancel(ctx), key)
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("tiercache: delete %q: %w", key, err)
 	}
@@ -251,13 +258,24 @@ func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen
 // Offload gives it. It reports whether the Offload took the task; a refusal
 // is counted.
 func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx context.Context)) bool {
+	return trackedOffload[T]{c}.Go(kind, func(taskCtx context.Context) {
+		task(readctx.Detached(ctx, taskCtx))
+	})
+}
+
+// trackedOffload is the cache's Offload with its tasks counted, so that
+// Close waits for them. A refused task is counted in Stats.OffloadRejected.
+type trackedOffload[T any] struct{ c *Cache[T] }
+
+func (t trackedOffload[T]) Go(kind string, task func(ctx context.Context)) bool {
+	c := t.c
 	if !c.bg.Add() {
 		c.stats.offloadRejected.Add(1)
 		return false
 	}
-	ok := c.off.Go(kind, func(taskCtx context.Context) {
+	ok := c.off.Go(kind, func(ctx context.Context) {
 		defer c.bg.Done()
-		task(readctx.Detached(ctx, taskCtx))
+		task(ctx)
 	})
 	if !ok {
 		c.bg.Done()

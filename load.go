@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tiercache/tiercache/internal/readctx"
@@ -43,7 +44,12 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	if load == nil {
 		return zero, fmt.Errorf("tiercache: get or load %q: nil load function", key)
 	}
-	res, err := c.policy.Read(ctx, key, c.readL1, c.readL2Coal, c.off)
+	if c.sequential {
+		return c.getOrLoadSequential(ctx, key, load)
+	}
+	call := &loadCall[T]{c: c}
+	defer call.finish()
+	res, err := c.policy.Read(ctx, key, c.readL1, call.readL2, c.policyOff)
 	c.stats.l1.record(res.L1) // the shared L2 reads record themselves
 	if res.L2.Err != nil {
 		var le *loadError
@@ -57,8 +63,49 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	if err != nil && ctx.Err() != nil {
 		return zero, err
 	}
-	// A miss, or every layer failed: load.
-	v, err := c.load(ctx, key, load)
+	// A miss, or every layer failed: load, on the flight whose L2 read
+	// missed when this call still holds it.
+	f := call.held()
+	if f == nil {
+		f = c.joinLoad(ctx, key, call.joined.Load())
+		defer c.leave(f)
+	}
+	v, err := c.await(ctx, f, load)
+	return c.loaded(ctx, key, v, err, load)
+}
+
+// getOrLoadSequential is GetOrLoad under SequentialReadPolicy, the default:
+// L1, then the key's flight, which reads L2 and on a miss loads. It reads
+// exactly as the policy does, without the closure a policy's L2 reader would
+// cost on every call.
+func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, readCanceled(key, err)
+	}
+	v, rep := readLayer(ctx, key, c.readL1)
+	c.stats.l1.record(rep)
+	if v != nil {
+		return c.serve(ctx, key, v, load)
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, readCanceled(key, err)
+	}
+	f, _ := c.joinRead(ctx, key)
+	if f == nil { // a refresh is loading the key: L2 likely holds the stale value
+		if v, err := c.readL2Direct(ctx, key); err == nil && v != nil {
+			return c.serve(ctx, key, v, load)
+		}
+		f = c.joinLoad(ctx, key, false)
+	}
+	defer c.leave(f)
+	v, err := c.await(ctx, f, load)
+	return c.loaded(ctx, key, v, err, load)
+}
+
+// loaded turns what a flight answered into GetOrLoad's answer.
+func (c *Cache[T]) loaded(ctx context.Context, key string, v *CacheValue[T], err error, load func(context.Context) (T, error)) (T, error) {
+	var zero T
 	switch {
 	case err != nil:
 		return zero, err
@@ -87,12 +134,13 @@ func (c *Cache[T]) serve(ctx context.Context, key string, v *CacheValue[T], load
 // flight is the shared work for one key: an L2 read, then, if the key is
 // still missing, one load.
 type flight[T any] struct {
-	key    string
-	ctx    context.Context // the first caller's values; ends when cancel is called
-	cancel context.CancelFunc
+	key     string
+	ctx     context.Context // the first caller's values; ends when cancel is called
+	cancel  context.CancelFunc
+	refresh bool // a background refresh: readers do not wait for it
 
 	// Guarded by flightGroup.mu.
-	refs     int  // callers waiting on this flight
+	refs     int  // callers holding the flight
 	loading  bool // the load has started
 	resolved bool // done is closed
 
@@ -111,8 +159,8 @@ type flightGroup[T any] struct {
 	m  map[string]*flight[T]
 }
 
-// newFlight makes a flight for key with the values of ctx and registers it.
-// Called with g.mu held.
+// newFlight makes a flight for key with the values of ctx and registers it,
+// replacing any other. Called with the group's lock held.
 func (c *Cache[T]) newFlight(ctx context.Context, key string) *flight[T] {
 	life, cancel := context.WithCancel(c.closeCtx)
 	f := &flight[T]{key: key, ctx: readctx.Detached(ctx, life), cancel: cancel, refs: 1, done: make(chan struct{})}
@@ -121,7 +169,7 @@ func (c *Cache[T]) newFlight(ctx context.Context, key string) *flight[T] {
 }
 
 // resolveLocked gives f its answer and removes it from the group. Called
-// with g.mu held.
+// with the group's lock held.
 func (c *Cache[T]) resolveLocked(f *flight[T], v *CacheValue[T], err error) {
 	if f.resolved {
 		return
@@ -133,8 +181,8 @@ func (c *Cache[T]) resolveLocked(f *flight[T], v *CacheValue[T], err error) {
 	}
 }
 
-// leave is called by every caller of a flight when it stops waiting. The
-// last one to leave an unanswered flight cancels it.
+// leave gives up a hold on f. The last holder of an unanswered flight
+// cancels it.
 func (c *Cache[T]) leave(f *flight[T]) {
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
@@ -148,30 +196,55 @@ func (c *Cache[T]) leave(f *flight[T]) {
 	}
 }
 
-// readL2Flight is GetOrLoad's L2 reader: it joins the key's flight, or
-// starts one that reads L2, and answers with the flight's L2 value. When the
-// flight is loading, the loaded value (or the load's error, as a *loadError)
-// stands in for L2's answer.
-func (c *Cache[T]) readL2Flight(ctx context.Context, key string) (*CacheValue[T], error) {
+// joinRead holds the key's flight, starting one that reads L2 when there is
+// none, and reports whether it joined one someone else started (counted in
+// Stats.Coalesced). It returns nil when the flight under way is a
+// background refresh, which a read does not wait for.
+func (c *Cache[T]) joinRead(ctx context.Context, key string) (f *flight[T], joined bool) {
 	c.flights.mu.Lock()
-	f := c.flights.m[key]
-	if f == nil {
+	defer c.flights.mu.Unlock()
+	f = c.flights.m[key]
+	switch {
+	case f == nil:
 		f = c.newFlight(ctx, key)
 		f.l2Done = make(chan struct{})
 		if c.bg.Add() {
 			go c.runL2(f)
 		} else {
-			close(f.l2Done)
 			f.l2Err = ErrClosed
+			close(f.l2Done)
 			c.resolveLocked(f, nil, ErrClosed)
 		}
-	} else {
-		f.refs++
+		return f, false
+	case f.refresh:
+		return nil, false
+	}
+	f.refs++
+	c.stats.coalesced.Add(1)
+	return f, true
+}
+
+// joinLoad holds the key's flight for a load, making one that only loads
+// when there is none. counted says the caller has been counted as coalesced
+// already.
+func (c *Cache[T]) joinLoad(ctx context.Context, key string, counted bool) *flight[T] {
+	c.flights.mu.Lock()
+	defer c.flights.mu.Unlock()
+	f := c.flights.m[key]
+	if f == nil {
+		return c.newFlight(ctx, key)
+	}
+	f.refs++
+	if !counted {
 		c.stats.coalesced.Add(1)
 	}
-	c.flights.mu.Unlock()
-	defer c.leave(f)
+	return f
+}
 
+// await waits for f's L2 read, if it has one, and when that misses makes
+// sure f loads with load, then waits for f's answer. It returns ctx's error
+// as soon as ctx ends.
+func (c *Cache[T]) await(ctx context.Context, f *flight[T], load func(context.Context) (T, error)) (*CacheValue[T], error) {
 	if f.l2Done != nil {
 		select {
 		case <-f.l2Done:
@@ -181,12 +254,63 @@ func (c *Cache[T]) readL2Flight(ctx context.Context, key string) (*CacheValue[T]
 		if f.l2Value != nil {
 			return f.l2Value, nil
 		}
-		c.flights.mu.Lock()
-		loading := f.loading
-		c.flights.mu.Unlock()
-		if !loading {
-			return nil, f.l2Err // a miss, or L2's failure
-		}
+	}
+	c.flights.mu.Lock()
+	c.startLoadLocked(f, load, false)
+	c.flights.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.value, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readL2Direct reads L2 outside any flight, counting the read.
+func (c *Cache[T]) readL2Direct(ctx context.Context, key string) (*CacheValue[T], error) {
+	v, rep := readLayer(ctx, key, c.readL2)
+	c.stats.l2.record(rep)
+	return v, rep.Err
+}
+
+// loadCall is one GetOrLoad under a policy other than Sequential. Its L2
+// reader holds the key's flight and keeps the hold for the call's load, so
+// that a miss loads on the very flight whose L2 read missed: no second L2
+// read, no second count. The hold is given up by whichever of the reader
+// and the call ends last: a losing race read may outlive the call.
+type loadCall[T any] struct {
+	c      *Cache[T]
+	joined atomic.Bool // the reader joined a flight someone else started
+
+	mu       sync.Mutex
+	f        *flight[T] // held by the reader, for the load
+	finished bool       // GetOrLoad has returned
+}
+
+// readL2 is the call's L2 reader: it answers with the flight's L2 value,
+// or, when the flight is loading, with the loaded value (or the load's
+// error, as a *loadError).
+func (lc *loadCall[T]) readL2(ctx context.Context, key string) (*CacheValue[T], error) {
+	c := lc.c
+	f, joined := c.joinRead(ctx, key)
+	if f == nil {
+		return c.readL2Direct(ctx, key)
+	}
+	lc.joined.Store(joined)
+	defer lc.keep(f)
+	select {
+	case <-f.l2Done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if f.l2Value != nil {
+		return f.l2Value, nil
+	}
+	c.flights.mu.Lock()
+	loading := f.loading
+	c.flights.mu.Unlock()
+	if !loading {
+		return nil, f.l2Err // a miss, or L2's failure
 	}
 	select {
 	case <-f.done:
@@ -197,6 +321,37 @@ func (c *Cache[T]) readL2Flight(ctx context.Context, key string) (*CacheValue[T]
 		return nil, &loadError{f.err}
 	}
 	return f.value, nil
+}
+
+// keep hands the reader's hold on f to the call, or gives it up when the
+// call has already returned.
+func (lc *loadCall[T]) keep(f *flight[T]) {
+	lc.mu.Lock()
+	if lc.finished {
+		lc.mu.Unlock()
+		lc.c.leave(f)
+		return
+	}
+	lc.f = f
+	lc.mu.Unlock()
+}
+
+// held returns the flight the call holds, or nil.
+func (lc *loadCall[T]) held() *flight[T] {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.f
+}
+
+// finish gives up the call's hold when GetOrLoad returns.
+func (lc *loadCall[T]) finish() {
+	lc.mu.Lock()
+	f := lc.f
+	lc.f, lc.finished = nil, true
+	lc.mu.Unlock()
+	if f != nil {
+		lc.c.leave(f)
+	}
 }
 
 // runL2 is a flight's L2 read. A hit answers the flight and is refilled
@@ -223,42 +378,6 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 		}
 	}()
 	v, rep = readLayer(f.ctx, f.key, c.readL2)
-}
-
-// load returns key's value from the key's flight: it waits for the flight's
-// L2 read if one is under way, and otherwise makes sure the flight loads.
-func (c *Cache[T]) load(ctx context.Context, key string, load func(context.Context) (T, error)) (*CacheValue[T], error) {
-	c.flights.mu.Lock()
-	f := c.flights.m[key]
-	if f == nil {
-		f = c.newFlight(ctx, key)
-		c.startLoadLocked(f, load, false)
-	} else {
-		f.refs++
-		c.stats.coalesced.Add(1)
-	}
-	c.flights.mu.Unlock()
-	defer c.leave(f)
-
-	if f.l2Done != nil {
-		select {
-		case <-f.l2Done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if f.l2Value != nil {
-			return f.l2Value, nil
-		}
-		c.flights.mu.Lock()
-		c.startLoadLocked(f, load, false)
-		c.flights.mu.Unlock()
-	}
-	select {
-	case <-f.done:
-		return f.value, f.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // startLoadLocked starts f's load unless it has started or f is answered.
@@ -381,7 +500,8 @@ func (r *refreshMarks) unmark(key string) {
 }
 
 // refresh schedules one background reload of key, unless one is scheduled
-// or a flight for the key is under way.
+// or a load of the key is under way. GetOrLoad calls that miss meanwhile
+// wait for the refresh's load; reads do not.
 func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Context) (T, error)) {
 	if !c.refreshes.mark(key) {
 		return
@@ -389,11 +509,12 @@ func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Co
 	ok := c.goBackground(ctx, OffloadKindRefresh, func(ctx context.Context) {
 		defer c.refreshes.unmark(key)
 		c.flights.mu.Lock()
-		if c.flights.m[key] != nil { // a read or load of the key is under way
+		if f := c.flights.m[key]; f != nil && f.loading { // a load of the key is under way
 			c.flights.mu.Unlock()
 			return
 		}
-		f := c.newFlight(ctx, key)
+		f := c.newFlight(ctx, key) // takes the key over from a flight still reading L2
+		f.refresh = true
 		c.startLoadLocked(f, load, true)
 		c.flights.mu.Unlock()
 		defer c.leave(f)

@@ -56,14 +56,16 @@ type LayerStats struct {
 	Latency LatencyStats
 }
 
-// LatencyStats summarises a set of durations. Quantiles are upper estimates,
-// accurate to within 12.5%.
+// LatencyStats summarises how long a layer's finished reads took. The
+// figures come from a log-linear histogram: quantiles are upper estimates
+// and the mean an estimate, both accurate to within 12.5%.
 type LatencyStats struct {
+	// Count is the number of reads measured.
 	Count uint64
-	Mean  time.Duration
-	P50   time.Duration
-	P99   time.Duration
-	P999  time.Duration
+	// Mean is the mean duration.
+	Mean time.Duration
+	// P50, P99 and P999 are the median, 99th and 99.9th percentiles.
+	P50, P99, P999 time.Duration
 }
 
 // HitRatio returns Hits / (Hits + Misses + Failures), or 0 before any read.
@@ -75,42 +77,43 @@ func (s LayerStats) HitRatio() float64 {
 	return float64(s.Hits) / float64(n)
 }
 
-// layerCounters are the live counters behind a LayerStats.
+// layerCounters are the live counters behind a LayerStats: one histogram
+// per outcome, so that recording a read is a single atomic add.
 type layerCounters struct {
-	hits, misses, failures, abandoned atomic.Uint64
-	latency                           hist.Histogram
+	hit, miss, failed hist.Histogram
+	abandoned         atomic.Uint64
 }
 
 func (l *layerCounters) record(rep LayerReport) {
 	switch rep.Status {
 	case StatusHit:
-		l.hits.Add(1)
+		l.hit.Record(rep.Latency)
 	case StatusMiss:
-		l.misses.Add(1)
+		l.miss.Record(rep.Latency)
 	case StatusFailed:
-		l.failures.Add(1)
+		l.failed.Record(rep.Latency)
 	case StatusAbandoned:
 		l.abandoned.Add(1)
-		return
-	default:
-		return
 	}
-	l.latency.Record(rep.Latency)
 }
 
 func (l *layerCounters) snapshot() LayerStats {
-	h := l.latency.Snapshot()
+	hits, misses, failed := l.hit.Snapshot(), l.miss.Snapshot(), l.failed.Snapshot()
+	all := new(hist.Snapshot)
+	all.Add(&l.hit)
+	all.Add(&l.miss)
+	all.Add(&l.failed)
 	return LayerStats{
-		Hits:      l.hits.Load(),
-		Misses:    l.misses.Load(),
-		Failures:  l.failures.Load(),
+		Hits:      hits.Count(),
+		Misses:    misses.Count(),
+		Failures:  failed.Count(),
 		Abandoned: l.abandoned.Load(),
 		Latency: LatencyStats{
-			Count: h.Count(),
-			Mean:  h.Mean(),
-			P50:   h.Quantile(0.5),
-			P99:   h.Quantile(0.99),
-			P999:  h.Quantile(0.999),
+			Count: all.Count(),
+			Mean:  all.Mean(),
+			P50:   all.Quantile(0.5),
+			P99:   all.Quantile(0.99),
+			P999:  all.Quantile(0.999),
 		},
 	}
 }

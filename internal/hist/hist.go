@@ -1,5 +1,6 @@
-// Package hist is a lock-free latency histogram: recording is one atomic add
-// into a log-linear bucket, and quantiles are read from a snapshot.
+// Package hist is a lock-free latency histogram: recording is a single
+// atomic add into a log-linear bucket, and counts, the mean and quantiles are
+// read from a snapshot.
 //
 // Buckets split every power of two of nanoseconds into eight, so a quantile
 // is accurate to within 12.5% of its value, from 1 ns to about 4.5 minutes;
@@ -23,7 +24,6 @@ const (
 // copied after first use.
 type Histogram struct {
 	buckets [numBuckets]atomic.Uint64
-	sum     atomic.Int64
 }
 
 // bucket returns the index of d's bucket.
@@ -51,40 +51,50 @@ func lowerBound(i int) time.Duration {
 // Record counts one duration; a negative one counts as zero.
 func (h *Histogram) Record(d time.Duration) {
 	h.buckets[bucket(d)].Add(1)
-	h.sum.Add(int64(max(d, 0)))
 }
 
-// Snapshot is a copy of a Histogram's counts at one moment.
+// Snapshot is a copy of histograms' counts at one moment.
 type Snapshot struct {
 	counts [numBuckets]uint64
 	total  uint64
-	sum    time.Duration
 }
 
 // Snapshot copies the counts. Records made while it copies may or may not be
 // included.
 func (h *Histogram) Snapshot() *Snapshot {
-	s := &Snapshot{sum: time.Duration(h.sum.Load())}
+	s := new(Snapshot)
+	s.Add(h)
+	return s
+}
+
+// Add adds h's counts to s, so that one snapshot can summarise several
+// histograms.
+func (s *Snapshot) Add(h *Histogram) {
 	for i := range h.buckets {
 		c := h.buckets[i].Load()
-		s.counts[i] = c
+		s.counts[i] += c
 		s.total += c
 	}
-	return s
 }
 
 // Count is the number of durations recorded.
 func (s *Snapshot) Count() uint64 { return s.total }
 
-// Sum is the total of the durations recorded.
-func (s *Snapshot) Sum() time.Duration { return s.sum }
-
-// Mean is Sum divided by Count; zero when nothing was recorded.
+// Mean estimates the mean from the buckets' midpoints, within the buckets'
+// 12.5% accuracy; zero when nothing was recorded.
 func (s *Snapshot) Mean() time.Duration {
 	if s.total == 0 {
 		return 0
 	}
-	return s.sum / time.Duration(s.total)
+	var sum float64
+	for i, c := range s.counts {
+		if c == 0 {
+			continue
+		}
+		lo, hi := lowerBound(i), lowerBound(min(i+1, numBuckets-1))
+		sum += float64(c) * (float64(lo) + float64(hi-lo)/2)
+	}
+	return time.Duration(sum / float64(s.total))
 }
 
 // Quantile returns an upper estimate of the q-quantile (q in [0, 1]): the

@@ -1,0 +1,57 @@
+package tiercache_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tiercache/tiercache"
+)
+
+// readOnlyBackend serves a fixed map without locking: the cheapest Backend
+// there is, so that the benchmarks measure the cache, not the fake.
+type readOnlyBackend map[string]*tiercache.CacheValue[string]
+
+func (b readOnlyBackend) Get(_ context.Context, key string) (*tiercache.CacheValue[string], error) {
+	return b[key], nil
+}
+func (readOnlyBackend) Set(context.Context, string, tiercache.CacheValue[string]) error { return nil }
+func (readOnlyBackend) Delete(context.Context, string) error                            { return nil }
+
+// BenchmarkCacheGet compares Cache.Get and GetOrLoad on an L1 hit with
+// SequentialReadPolicy reading the same backend directly, in one run.
+func BenchmarkCacheGet(b *testing.B) {
+	ctx := context.Background()
+	v := &tiercache.CacheValue[string]{Data: "value", Expire: time.Now().Add(time.Hour)}
+	l1 := readOnlyBackend{"key": v}
+	l2 := readOnlyBackend{}
+	c, err := tiercache.New[string](l1, l2, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(ctx) })
+	var sinkData string
+
+	b.Run("impl=policy-direct/l1=hit", func(b *testing.B) {
+		var p tiercache.SequentialReadPolicy[string]
+		b.ReportAllocs()
+		for b.Loop() {
+			res, _ := p.Read(ctx, "key", l1.Get, l2.Get, nil)
+			sinkData = res.Value.Data
+		}
+	})
+	b.Run("impl=cache-get/l1=hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			sinkData, _, _ = c.Get(ctx, "key")
+		}
+	})
+	load := func(context.Context) (string, error) { return "loaded", nil }
+	b.Run("impl=cache-getorload/l1=hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			sinkData, _ = c.GetOrLoad(ctx, "key", load)
+		}
+	})
+	_ = sinkData
+}

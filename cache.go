@@ -98,25 +98,62 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, bool, error) {
 	if err := c.check(key); err != nil {
 		return zero, false, err
 	}
-	gen := c.guard.Gen(key)
-	res, err := c.policy.Read(ctx, key, c.readL1, c.readL2, c.policyOff)
-	c.stats.l1.record(res.L1)
-	c.stats.l2.record(res.L2)
-	if err != nil {
-		return zero, false, err
+	var v *CacheValue[T]
+	if c.sequential {
+		var err error
+		if v, err = c.getSequential(ctx, key); err != nil {
+			return zero, false, err
+		}
+	} else {
+		gen := c.guard.Gen(key)
+		res, err := c.policy.Read(ctx, key, c.readL1, c.readL2, c.policyOff)
+		c.stats.l1.record(res.L1)
+		c.stats.l2.record(res.L2)
+		if err != nil {
+			return zero, false, err
+		}
+		if v = res.Value; v != nil && res.Source == L2 {
+			c.refill(ctx, key, v, gen)
+		}
 	}
-	v := res.Value
 	if v == nil {
 		return zero, false, nil
-	}
-	if res.Source == L2 {
-		c.refill(ctx, key, v, gen)
 	}
 	if v.Negative {
 		c.stats.negativeHits.Add(1)
 		return zero, false, nil
 	}
 	return v.Data, true, nil
+}
+
+// getSequential is Get's read under SequentialReadPolicy, the default: the
+// policy's reads, in line, so that an L1 hit costs no interface call and the
+// refill guard is consulted only when L2 is read.
+func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T], error) {
+	if err := ctx.Err(); err != nil {
+		return nil, readCanceled(key, err)
+	}
+	var res ReadResult[T]
+	v, rep := readLayer(ctx, key, c.readL1)
+	c.stats.l1.record(rep)
+	if v != nil {
+		return v, nil
+	}
+	res.L1 = rep
+	if err := ctx.Err(); err != nil {
+		return nil, readCanceled(key, err)
+	}
+	gen := c.guard.Gen(key)
+	v, res.L2 = readLayer(ctx, key, c.readL2)
+	c.stats.l2.record(res.L2)
+	if v != nil {
+		c.refill(ctx, key, v, gen)
+		return v, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, readCanceled(key, err)
+	}
+	return nil, missOrFailure(key, &res)
 }
 
 // Set stores value under key in both layers through the WritePolicy. ttl 0

@@ -304,6 +304,7 @@ func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx 
 // Close waits for them. A refused task is counted in Stats.OffloadRejected.
 type trackedOffload[T any] struct{ c *Cache[T] }
 
+// Go hands task to the cache's Offload, counted.
 func (t trackedOffload[T]) Go(kind string, task func(ctx context.Context)) bool {
 	c := t.c
 	if !c.bg.Add() {

@@ -2,6 +2,17 @@
 // front of a shared remote layer (L2, usually Redis), composed by policies
 // the caller picks.
 //
+// # The cache
+//
+// [New] composes two [Backend]s into a [Cache]. [Cache.Get] reads through
+// the [ReadPolicy] and copies L2 hits into L1 in the background;
+// [Cache.Set] and [Cache.Delete] write through the [WritePolicy];
+// [Cache.GetOrLoad] puts the origin behind both layers with one load per key
+// however many callers miss at once, negative caching of [ErrNotFound] and
+// stale-while-revalidate. When L2 is slow or down, reads and loads degrade
+// to L1 and the origin and the failures are counted in [Stats] instead of
+// failing the caller. [Options] documents every setting and its default.
+//
 // # Values
 //
 // Every layer stores a [CacheValue]: the data plus two instants. Past Stale

@@ -105,13 +105,9 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 
 // loaded turns what a flight answered into GetOrLoad's answer.
 func (c *Cache[T]) loaded(ctx context.Context, key string, v *CacheValue[T], err error, load func(context.Context) (T, error)) (T, error) {
-	var zero T
-	switch {
-	case err != nil:
+	if err != nil {
+		var zero T
 		return zero, err
-	case v.Negative: // L2 answered the flight with a remembered absence
-		c.stats.negativeHits.Add(1)
-		return zero, fmt.Errorf("tiercache: %q: %w", key, ErrNotFound)
 	}
 	return c.serve(ctx, key, v, load)
 }

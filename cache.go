@@ -333,21 +333,20 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 // getL1 and getL2 are the layers' readers: the backend's Get under the
 // layer's timeout.
 func (c *Cache[T]) getL1(ctx context.Context, key string) (*CacheValue[T], error) {
-	if c.opts.L1Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.L1Timeout)
-		defer cancel()
-	}
-	return c.l1.Get(ctx, key)
+	return getWithin(ctx, c.l1, key, c.opts.L1Timeout)
 }
 
 func (c *Cache[T]) getL2(ctx context.Context, key string) (*CacheValue[T], error) {
-	if c.opts.L2Timeout > 0 {
+	return getWithin(ctx, c.l2, key, c.opts.L2Timeout)
+}
+
+func getWithin[T any](ctx context.Context, b Backend[T], key string, timeout time.Duration) (*CacheValue[T], error) {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.L2Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	return c.l2.Get(ctx, key)
+	return b.Get(ctx, key)
 }
 
 // setL1, setL2, deleteL1 and deleteL2 are the layers' writes: under the

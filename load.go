@@ -242,18 +242,32 @@ func (c *Cache[T]) joinLoad(ctx context.Context, key string, counted bool) *flig
 // as soon as ctx ends.
 func (c *Cache[T]) await(ctx context.Context, f *flight[T], load func(context.Context) (T, error)) (*CacheValue[T], error) {
 	if f.l2Done != nil {
-		select {
-		case <-f.l2Done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if f.l2Value != nil {
-			return f.l2Value, nil
+		if v, err, answered := waitL2(ctx, f); answered {
+			return v, err
 		}
 	}
 	c.flights.mu.Lock()
 	c.startLoadLocked(f, load, false)
 	c.flights.mu.Unlock()
+	return waitDone(ctx, f)
+}
+
+// waitL2 waits for f's L2 read. It has an answer when L2 hit or ctx ended;
+// otherwise L2 missed or failed, with that failure.
+func waitL2[T any](ctx context.Context, f *flight[T]) (v *CacheValue[T], err error, answered bool) {
+	select {
+	case <-f.l2Done:
+	case <-ctx.Done():
+		return nil, ctx.Err(), true
+	}
+	if f.l2Value != nil {
+		return f.l2Value, nil, true
+	}
+	return nil, f.l2Err, false
+}
+
+// waitDone waits for f's answer, or for ctx to end.
+func waitDone[T any](ctx context.Context, f *flight[T]) (*CacheValue[T], error) {
 	select {
 	case <-f.done:
 		return f.value, f.err
@@ -294,29 +308,20 @@ func (lc *loadCall[T]) readL2(ctx context.Context, key string) (*CacheValue[T], 
 	}
 	lc.joined.Store(joined)
 	defer lc.keep(f)
-	select {
-	case <-f.l2Done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if f.l2Value != nil {
-		return f.l2Value, nil
+	v, err, answered := waitL2(ctx, f)
+	if answered {
+		return v, err
 	}
 	c.flights.mu.Lock()
 	loading := f.loading
 	c.flights.mu.Unlock()
 	if !loading {
-		return nil, f.l2Err // a miss, or L2's failure
+		return nil, err // a miss, or L2's failure
 	}
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if v, err = waitDone(ctx, f); err != nil && ctx.Err() == nil {
+		return nil, &loadError{err}
 	}
-	if f.err != nil {
-		return nil, &loadError{f.err}
-	}
-	return f.value, nil
+	return v, err
 }
 
 // keep hands the reader's hold on f to the call, or gives it up when the

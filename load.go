@@ -364,6 +364,9 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 	var v *CacheValue[T]
 	rep := goexitReport
 	defer func() {
+		if rep.Status == StatusFailed && f.ctx.Err() != nil {
+			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
+		}
 		c.stats.l2.record(rep)
 		if v != nil {
 			c.refill(f.ctx, f.key, v, gen)

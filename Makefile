@@ -26,7 +26,7 @@ BENCHTIME ?= 1s
 BENCH_DIR := .bench
 BENCH_OUT ?= $(BENCH_DIR)/bench.txt
 
-.PHONY: help test bench lint fmt-check vet staticcheck demo tidy
+.PHONY: help test bench lint fmt-check vet staticcheck demo demo-policies fuzz tidy
 
 help: ## List the targets.
 	@echo 'Usage: make TARGET [VAR=value ...]'
@@ -68,8 +68,15 @@ staticcheck: ## Run the pinned staticcheck in every module.
 		(cd "$$m" && $(STATICCHECK) ./...) || exit 1; \
 	done
 
-demo: ## Show the read policies side by side (examples/policies).
+demo: ## Run the two-tier cache on otter and Redis (REDIS_ADDR, or an embedded one) for about ten seconds.
+	cd examples && $(GO) run ./twotier
+
+demo-policies: ## Show the read policies side by side on two simulated layers.
 	cd examples && $(GO) run ./policies
+
+FUZZTIME ?= 60s
+fuzz: ## Fuzz redisstore's entry decoder for FUZZTIME (default 60s).
+	cd redisstore && $(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) .
 
 tidy: ## Run go mod tidy in every module.
 	@for m in $(MODULES); do \

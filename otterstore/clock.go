@@ -1,0 +1,44 @@
+package otterstore
+
+import (
+	"math"
+	"time"
+)
+
+// never is the deadline of a value that does not expire, and the lifetime
+// otter gives it: otter takes math.MaxInt64 as "never expires".
+const never = math.MaxInt64
+
+// clock measures time as the monotonic time elapsed since the Store was
+// made, so that Get's expiry check costs one read of the monotonic clock
+// (time.Now reads the wall clock too) and one integer comparison.
+//
+// A deadline taken from an Expire made by time.Now, which carries a
+// monotonic reading, falls exactly when Expire is no longer after
+// time.Now(). One taken from an Expire with only a wall reading (one
+// decoded from L2) is fixed when the value is stored: a later step of the
+// system clock does not move it, as it does not move otter's own deadlines.
+type clock struct {
+	epoch time.Time
+}
+
+func newClock() clock { return clock{epoch: time.Now()} }
+
+// now returns the time elapsed since the epoch, in nanoseconds.
+func (c clock) now() int64 { return int64(time.Since(c.epoch)) }
+
+// passed reports whether deadline has come. It reads the clock only for a
+// deadline that is not never.
+func (c clock) passed(deadline int64) bool {
+	return deadline != never && c.now() >= deadline
+}
+
+// deadline returns the time of the clock (see now) at which expire comes:
+// never for the zero Expire, and for an Expire more than about 292 years
+// after the epoch.
+func (c clock) deadline(expire time.Time) int64 {
+	if expire.IsZero() {
+		return never
+	}
+	return int64(expire.Sub(c.epoch)) // saturated: math.MaxInt64 far in the future
+}

@@ -1,0 +1,14 @@
+module github.com/tiercache/tiercache/otterstore
+
+go 1.25
+
+require (
+	github.com/maypok86/otter/v2 v2.4.0
+	github.com/stretchr/testify v1.12.1
+	github.com/tiercache/tiercache v0.0.0
+	go.uber.org/goleak v1.3.0
+)
+
+require go.yaml.in/yaml/v3 v3.0.5 // indirect
+
+replace github.com/tiercache/tiercache => ../

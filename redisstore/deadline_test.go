@@ -1,0 +1,232 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/redisstore"
+	"github.com/tiercache/tiercache/redisstore/internal/redistest"
+)
+
+const (
+	// opDeadline is the deadline of each operation against a frozen server.
+	opDeadline = 100 * time.Millisecond
+	// lateBy is how much later than its deadline an operation may return.
+	lateBy = 50 * time.Millisecond
+	// frozenReadTimeout is the clients' ReadTimeout in these tests: well
+	// above opDeadline+lateBy, so that only the Store can explain a return
+	// in time, and short, so that the test ends quickly if it fails.
+	frozenReadTimeout = 2 * time.Second
+)
+
+// checkOpsReturnByDeadline runs Get, Set and Delete of key on s, each with
+// an opDeadline deadline, and checks that each returns by then (give or
+// take lateBy) with an error wrapping context.DeadlineExceeded that names
+// the Redis key; or, when answered is true, that it may also succeed.
+func checkOpsReturnByDeadline(t *testing.T, s *redisstore.Store[string], prefix, key string, answered bool) {
+	t.Helper()
+	ops := []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, key); return err }},
+		{"Set", func(ctx context.Context) error {
+			return s.Set(ctx, key, tiercache.CacheValue[string]{Data: "v", Expire: time.Now().Add(time.Hour)})
+		}},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, key) }},
+	}
+	for _, op := range ops {
+		ctx, cancel := context.WithTimeout(context.Background(), opDeadline)
+		start := time.Now()
+		err := op.run(ctx)
+		took := time.Since(start)
+		cancel()
+		assert.LessOrEqual(t, took, opDeadline+lateBy, "%s of %q took %v", op.name, key, took)
+		if err == nil && answered {
+			continue
+		}
+		if assert.Error(t, err, "%s of %q", op.name, key) {
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "%s of %q", op.name, key)
+			assert.Contains(t, err.Error(), prefix+key, "%s", op.name)
+		}
+	}
+}
+
+// TestDeadlineFrozenServer freezes a redis-server with SIGSTOP and checks
+// that every operation returns by its ctx's deadline: through the direct
+// path (ContextTimeoutEnabled) and through the guarded one (go-redis's
+// default options, which ignore ctx deadlines on socket I/O), on a cold
+// client (the connection is dialled to the frozen server) and on a warm one.
+func TestDeadlineFrozenServer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cte  bool
+	}{
+		{"default options", false},
+		{"ContextTimeoutEnabled", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: c.cte, ReadTimeout: frozenReadTimeout})
+			defer client.Close()
+			for _, warm := range []bool{false, true} {
+				name := "cold"
+				if warm {
+					name = "warm"
+				}
+				t.Run(name, func(t *testing.T) {
+					prefix := fmt.Sprintf("frozen:%s:", name)
+					s, err := redisstore.New[string](client, &redisstore.Options[string]{KeyPrefix: prefix})
+					require.NoError(t, err)
+					if warm {
+						require.NoError(t, s.Set(context.Background(), "k", tiercache.CacheValue[string]{Data: "v"}))
+						_, err := s.Get(context.Background(), "k")
+						require.NoError(t, err)
+					}
+					require.NoError(t, srv.Freeze())
+					thawed := false
+					defer func() {
+						if !thawed {
+							_ = srv.Thaw()
+						}
+					}()
+
+					checkOpsReturnByDeadline(t, s, prefix, "k", false)
+
+					// Once thawed, the abandoned commands end and Close
+					// returns: no goroutine is left behind (goleak checks).
+					require.NoError(t, srv.Thaw())
+					thawed = true
+					ctx, cancel := context.WithTimeout(context.Background(), 2*frozenReadTimeout)
+					defer cancel()
+					require.NoError(t, s.Close(ctx))
+				})
+			}
+		})
+	}
+}
+
+// TestDeadlineFrozenCluster freezes every node of a cluster whose client
+// knows the slots without asking (ClusterOptions.ClusterSlots) and has
+// ContextTimeoutEnabled: go-redis then fetches COMMAND info from a frozen
+// node under a timeout of its own, not ctx's, which is why a Store never
+// calls a ClusterClient on the caller's goroutine.
+func TestDeadlineFrozenCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	probe := redis.NewClient(&redis.Options{Addr: cluster.Nodes[0].Addr})
+	shards, err := probe.ClusterShards(context.Background()).Result()
+	probe.Close()
+	require.NoError(t, err)
+	var slots []redis.ClusterSlot
+	for _, shard := range shards {
+		var nodes []redis.ClusterNode
+		for _, n := range shard.Nodes {
+			nodes = append(nodes, redis.ClusterNode{ID: n.ID, Addr: net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))})
+		}
+		for _, r := range shard.Slots {
+			slots = append(slots, redis.ClusterSlot{Start: int(r.Start), End: int(r.End), Nodes: nodes})
+		}
+	}
+	require.NotEmpty(t, slots)
+
+	client := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                 cluster.Addrs(),
+		ClusterSlots:          func(context.Context) ([]redis.ClusterSlot, error) { return slots, nil },
+		ContextTimeoutEnabled: true,
+		ReadTimeout:           frozenReadTimeout,
+	})
+	defer client.Close()
+	s, err := redisstore.New[string](client, &redisstore.Options[string]{KeyPrefix: "frozen-cluster:"})
+	require.NoError(t, err)
+
+	for _, n := range cluster.Nodes {
+		require.NoError(t, n.Freeze())
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			for _, n := range cluster.Nodes {
+				_ = n.Thaw()
+			}
+		}
+	}()
+	for i := range 3 {
+		checkOpsReturnByDeadline(t, s, "frozen-cluster:", fmt.Sprint("k", i), false)
+	}
+	for _, n := range cluster.Nodes {
+		require.NoError(t, n.Thaw())
+	}
+	thawed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 4*frozenReadTimeout)
+	defer cancel()
+	require.NoError(t, s.Close(ctx))
+}
+
+// TestCloseWaitsForAbandoned checks that Close waits for a command left
+// running by a caller whose ctx ended, and gives up at its own deadline.
+func TestCloseWaitsForAbandoned(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: frozenReadTimeout})
+	defer client.Close()
+	s, err := redisstore.New[string](client, nil)
+	require.NoError(t, err)
+	require.NoError(t, srv.Freeze())
+	defer srv.Thaw()
+
+	ctx, cancel := context.WithTimeout(context.Background(), opDeadline)
+	_, err = s.Get(ctx, "k")
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	short, cancel := context.WithTimeout(context.Background(), opDeadline)
+	err = s.Close(short)
+	cancel()
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Close while the abandoned GET waits for the frozen server")
+	_, err = s.Get(context.Background(), "k")
+	assert.ErrorIs(t, err, redisstore.ErrClosed)
+
+	require.NoError(t, srv.Thaw())
+	long, cancel := context.WithTimeout(context.Background(), 2*frozenReadTimeout)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, s.Close(long))
+	assert.Less(t, time.Since(start), frozenReadTimeout, "the GET ended when the server answered, not at ReadTimeout")
+}
+
+// TestPanicInClientContained checks that a panic in the client (here a
+// hook) on the goroutine of a guarded command becomes the command's error.
+func TestPanicInClientContained(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	defer client.Close()
+	client.AddHook(panicHook{})
+	s, err := redisstore.New[string](client, nil)
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a ctx that can end: the guarded path
+	defer cancel()
+	_, err = s.Get(ctx, "k")
+	var pe *tiercache.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.True(t, errors.Is(err, errHook))
+}
+
+var errHook = errors.New("hook exploded")
+
+type panicHook struct{}
+
+func (panicHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (panicHook) ProcessHook(redis.ProcessHook) redis.ProcessHook {
+	return func(context.Context, redis.Cmder) error { panic(errHook) }
+}
+func (panicHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}

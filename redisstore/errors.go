@@ -1,0 +1,39 @@
+package redisstore
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// ErrInvalidEntry is wrapped by the error of a Get that read bytes it cannot
+// turn into a value: a foreign or corrupt value, a truncated header, an
+// entry of a newer format version, or a payload the Codec cannot decode. A
+// tiercache Cache counts such a read as an L2 failure and carries on as on a
+// miss.
+var ErrInvalidEntry = errors.New("redisstore: invalid entry")
+
+// ErrValueTooLarge is wrapped by the error of a Set whose entry (header and
+// payload) is larger than Options.MaxValueBytes, and of a Get that reads one.
+var ErrValueTooLarge = errors.New("redisstore: value too large")
+
+// ErrClosed is returned by every operation on a Store after Close.
+var ErrClosed = errors.New("redisstore: store closed")
+
+// errNilClient is returned by New for a nil client.
+var errNilClient = errors.New("redisstore: New: nil client")
+
+// opError is the error of one operation on one key: it names the operation
+// and the Redis key and wraps the cause.
+type opError struct {
+	op  string // "get", "set" or "delete"
+	key string // the Redis key: Options.KeyPrefix + the caller's key
+	err error
+}
+
+func (e *opError) Error() string {
+	// The cause's own "redisstore: " (a sentinel's) would repeat ours.
+	return "redisstore: " + e.op + " " + strconv.Quote(e.key) + ": " + strings.TrimPrefix(e.err.Error(), "redisstore: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }

@@ -1,0 +1,176 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tiercache/tiercache"
+)
+
+// Store is a tiercache.Backend kept in Redis: one Redis string per key,
+// holding an entry (a small header and the Codec's payload, see the package
+// documentation) that Redis itself drops at the value's Expire. It is safe
+// for concurrent use. Create it with New.
+//
+// Every operation sends one command: Get a GET, Set a SET (with PXAT when
+// the value expires) or a DEL, Delete a DEL. Every operation returns by its
+// ctx's deadline, whatever the client's options (see the package
+// documentation for how and what it costs). The Store does not own the
+// client: closing the client is the caller's business.
+type Store[T any] struct {
+	client redis.UniversalClient
+	prefix string
+	codec  tiercache.Codec[T]
+	max    int
+	// direct: the client bounds its socket I/O by each command's ctx, so a
+	// command runs on the caller's goroutine; otherwise through guarded.
+	direct  bool
+	closed  atomic.Bool
+	pending pending // commands run by guarded, waited for by Close
+}
+
+var _ tiercache.Backend[string] = (*Store[string])(nil)
+
+// New returns a Store over client configured by opts; nil opts means the
+// defaults. client may be any redis.UniversalClient: a *redis.Client (single
+// node, or Sentinel through redis.NewFailoverClient), a *redis.ClusterClient
+// or a *redis.Ring. New validates opts, returning an error prefixed
+// "redisstore:", never modifies *opts and sends no command.
+func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], error) {
+	if client == nil {
+		return nil, errNilClient
+	}
+	var o Options[T]
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	s := &Store[T]{client: client, prefix: o.KeyPrefix, codec: o.Codec, max: o.MaxValueBytes, direct: boundsIOByContext(client)}
+	if s.codec == nil {
+		s.codec = tiercache.JSONCodec[T]{}
+	}
+	if s.max == 0 {
+		s.max = DefaultMaxValueBytes
+	}
+	return s, nil
+}
+
+// Get returns the value of key, or (nil, nil) when Redis has none or the
+// value's Expire has passed. Bytes that are not an entry this package reads
+// (foreign, truncated, from a newer format version, or a payload the Codec
+// cannot decode) and entries above MaxValueBytes make Get fail with an error
+// that names the key and wraps ErrInvalidEntry or ErrValueTooLarge.
+//
+// The bytes given to Codec.Unmarshal share memory with the string go-redis
+// read: the Codec may keep them but must not modify them.
+func (s *Store[T]) Get(ctx context.Context, key string) (*tiercache.CacheValue[T], error) {
+	rkey := s.prefix + key
+	cmd := redis.NewStringCmd(ctx, "get", rkey)
+	if err := s.process(ctx, cmd); err != nil {
+		if err == redis.Nil {
+			return nil, nil
+		}
+		return nil, &opError{"get", rkey, err}
+	}
+	b, _ := cmd.Bytes()
+	if len(b) > s.max {
+		return nil, &opError{"get", rkey, fmt.Errorf("%w: %d bytes, above MaxValueBytes (%d)", ErrValueTooLarge, len(b), s.max)}
+	}
+	h, payload, err := parseHeader(b)
+	if err != nil {
+		return nil, &opError{"get", rkey, err}
+	}
+	// Redis drops the key at Expire by its own clock; this one decides.
+	if h.hasExpire && h.expire <= time.Now().UnixMilli() {
+		return nil, nil
+	}
+	v, err := decodePayload(s.codec, h, payload)
+	if err != nil {
+		return nil, &opError{"get", rkey, err}
+	}
+	return &v, nil
+}
+
+// Set stores v for key with one command. A value that expires is written
+// with SET key entry PXAT Expire, so that Redis drops it at Expire (to the
+// millisecond, rounded down); one that never expires, with no TTL. A value
+// whose Expire has already passed is not stored: Set deletes the key
+// instead.
+//
+// Set fails without storing v, with an error naming the key, when v cannot
+// be encoded: the Codec fails or panics, an instant is out of range, or the
+// entry is above MaxValueBytes (ErrValueTooLarge). It then deletes the key
+// instead (still one command), so that readers do not go on seeing the
+// value v was meant to replace; a failure of that delete is joined to the
+// error. A negative v is stored without its Data.
+func (s *Store[T]) Set(ctx context.Context, key string, v tiercache.CacheValue[T]) error {
+	rkey := s.prefix + key
+	h, err := headerOf(&v)
+	if err != nil {
+		return s.refuse(ctx, rkey, err)
+	}
+	if h.hasExpire && h.expire <= time.Now().UnixMilli() {
+		if err := s.process(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+			return &opError{"set", rkey, fmt.Errorf("delete of a value already expired: %w", err)}
+		}
+		return nil
+	}
+	b, err := encodeEntry(s.codec, h, &v)
+	if err != nil {
+		return s.refuse(ctx, rkey, err)
+	}
+	if len(b) > s.max {
+		return s.refuse(ctx, rkey, fmt.Errorf("%w: the entry is %d bytes, above MaxValueBytes (%d)", ErrValueTooLarge, len(b), s.max))
+	}
+	var cmd *redis.StatusCmd
+	if h.hasExpire {
+		cmd = redis.NewStatusCmd(ctx, "set", rkey, b, "pxat", h.expire)
+	} else {
+		cmd = redis.NewStatusCmd(ctx, "set", rkey, b)
+	}
+	if err := s.process(ctx, cmd); err != nil {
+		return &opError{"set", rkey, err}
+	}
+	return nil
+}
+
+// refuse ends a Set that cannot store its value: it deletes the key and
+// returns cause, joined with the delete's failure if any.
+func (s *Store[T]) refuse(ctx context.Context, rkey string, cause error) error {
+	if err := s.process(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return &opError{"set", rkey, err}
+		}
+		cause = errors.Join(cause, fmt.Errorf("delete of the previous value: %w", err))
+	}
+	return &opError{"set", rkey, cause}
+}
+
+// Delete removes key with one DEL. A missing key is not an error.
+func (s *Store[T]) Delete(ctx context.Context, key string) error {
+	rkey := s.prefix + key
+	if err := s.process(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+		return &opError{"delete", rkey, err}
+	}
+	return nil
+}
+
+// Close stops the Store: every later operation returns ErrClosed. It then
+// waits until the commands that callers abandoned when their ctx ended (see
+// the package documentation) have ended, or until ctx ends, when it returns
+// ctx's error. Close does not close the client, which the caller owns;
+// calling it is needed only to make sure no goroutine of the Store is left,
+// before closing the client or at the end of a test. It is idempotent.
+func (s *Store[T]) Close(ctx context.Context) error {
+	s.closed.Store(true)
+	if err := s.pending.closeAndWait(ctx); err != nil {
+		return fmt.Errorf("redisstore: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package redisstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/redisstore"
+	"github.com/tiercache/tiercache/redisstore/internal/redistest"
+)
+
+// benchPaths are the ways a command reaches Redis, compared by the Get and
+// Set benchmarks on the same server and the same value (user, ~200 bytes of
+// JSON):
+//
+//   - path=goredis: go-redis alone (GET/SET of the entry's bytes), no Store;
+//   - path=direct: a Store over a client with ContextTimeoutEnabled, which
+//     calls it on the caller's goroutine;
+//   - path=guarded: a Store over a client with default options, which runs
+//     each command on a goroutine of its own to return by ctx's deadline.
+//
+// Every call gets a ctx with a deadline, as a tiercache Cache gives it.
+var benchPaths = []struct {
+	name string
+	cte  bool
+}{
+	{"path=goredis", true},
+	{"path=direct", true},
+	{"path=guarded", false},
+}
+
+func benchStore(b *testing.B, cte bool) (*redis.Client, *redisstore.Store[user], string) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Addr(b), ContextTimeoutEnabled: cte})
+	b.Cleanup(func() { client.Close() })
+	s, prefix := newStore(b, client, redisstore.Options[user]{})
+	return client, s, prefix
+}
+
+func BenchmarkGet(b *testing.B) {
+	for _, p := range benchPaths {
+		b.Run(p.name, func(b *testing.B) {
+			client, s, prefix := benchStore(b, p.cte)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			if err := s.Set(ctx, "k", tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour)}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			if p.name == "path=goredis" {
+				for b.Loop() {
+					if _, err := client.Get(ctx, prefix+"k").Bytes(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			for b.Loop() {
+				if v, err := s.Get(ctx, "k"); err != nil || v == nil {
+					b.Fatal(v, err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkGetParallel(b *testing.B) {
+	for _, p := range benchPaths[1:] {
+		b.Run(p.name, func(b *testing.B) {
+			_, s, _ := benchStore(b, p.cte)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			if err := s.Set(ctx, "k", tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour)}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 callers on 2 cores: a server's request handlers
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if v, err := s.Get(ctx, "k"); err != nil || v == nil {
+						b.Error(v, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkSet(b *testing.B) {
+	for _, p := range benchPaths {
+		b.Run(p.name, func(b *testing.B) {
+			client, s, prefix := benchStore(b, p.cte)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			v := tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour), Stale: time.Now().Add(time.Minute)}
+			b.ReportAllocs()
+			if p.name == "path=goredis" {
+				if err := s.Set(ctx, "k", v); err != nil {
+					b.Fatal(err)
+				}
+				raw, err := client.Get(ctx, prefix+"k").Bytes()
+				if err != nil {
+					b.Fatal(err)
+				}
+				raw = append([]byte(nil), raw...)
+				at := v.Expire.UnixMilli()
+				for b.Loop() {
+					if err := client.Do(ctx, "set", prefix+"k", raw, "pxat", at).Err(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			for b.Loop() {
+				if err := s.Set(ctx, "k", v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// memClient answers every command at once from memory: a GET with entry,
+// anything else with OK. Only Process is implemented; the Store calls
+// nothing else.
+type memClient struct {
+	redis.UniversalClient
+	entry string
+}
+
+func (c *memClient) Process(_ context.Context, cmd redis.Cmder) error {
+	switch cmd := cmd.(type) {
+	case *redis.StringCmd:
+		cmd.SetVal(c.entry)
+	case *redis.StatusCmd:
+		cmd.SetVal("OK")
+	}
+	return nil
+}
+
+// BenchmarkGetOverhead measures redisstore's own cost of a Get, decoding
+// included, with a client that answers at once from memory: path=direct
+// (a ctx that cannot end, which takes the direct path with any client)
+// beside path=guarded (a ctx with a deadline and a client the Store cannot
+// trust, which takes the guarded path: one goroutine per call).
+func BenchmarkGetOverhead(b *testing.B) {
+	ctx := context.Background()
+	// The entry of ada, as a Store writes it.
+	rec := &recordClient{}
+	w, err := redisstore.New[user](rec, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Set(ctx, "k", tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	s, err := redisstore.New[user](&memClient{entry: rec.last}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	deadline, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	for _, p := range []struct {
+		name string
+		ctx  context.Context
+	}{{"path=direct", ctx}, {"path=guarded", deadline}} {
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, err := s.Get(p.ctx, "k"); err != nil || v == nil {
+					b.Fatal(v, err)
+				}
+			}
+		})
+	}
+	if err := s.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// recordClient keeps the value of the last SET it is sent.
+type recordClient struct {
+	redis.UniversalClient
+	last string
+}
+
+func (c *recordClient) Process(_ context.Context, cmd redis.Cmder) error {
+	if args := cmd.Args(); len(args) >= 3 && args[0] == "set" {
+		c.last = string(args[2].([]byte))
+	}
+	return nil
+}

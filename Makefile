@@ -41,9 +41,13 @@ test: ## Run go test -race ./... in every module; stop at the first failure.
 		(cd "$$m" && $(GO) test -race ./...) || exit 1; \
 	done
 
-bench: ## Run the root module's benchmarks COUNT times (default 6), saved in .bench/.
+bench: ## Run every module's benchmarks COUNT times (default 6), benchstat-friendly, saved in .bench/.
 	@mkdir -p $(dir $(BENCH_OUT))
-	$(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=$(BENCHTIME) -benchmem -count=$(COUNT) ./... | tee $(BENCH_OUT)
+	@: > $(BENCH_OUT)
+	@for m in $(MODULES); do \
+		echo "==> $$m: go test -bench"; \
+		(cd "$$m" && $(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=$(BENCHTIME) -benchmem -count=$(COUNT) ./...) | tee -a $(BENCH_OUT) || exit 1; \
+	done
 
 lint: fmt-check vet staticcheck ## Check formatting, then run go vet and staticcheck in every module.
 

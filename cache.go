@@ -49,7 +49,10 @@ type Cache[T any] struct {
 	refreshes   refreshMarks
 	stats       counters
 	bg          track.Group // flights and offloaded tasks under way
+	coherence   coherence
+	readL1None  ReadFunc[T] // readL1Distrusted, bound once
 	closed      atomic.Bool
+	closedSub   atomic.Bool        // the subscription has been closed
 	closeCancel context.CancelFunc // cancels every flight's ctx
 	closeCtx    context.Context    // parent of every flight's ctx
 }
@@ -82,11 +85,20 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 	} else {
 		c.policyOff = trackedOffload[T]{c} // Close must wait for losing reads too
 	}
-	c.readL1, c.readL2 = c.getL1, c.getL2
+	c.readL1, c.readL2, c.readL1None = c.getL1, c.getL2, readL1Distrusted[T]
 	_, c.sequential = c.policy.(SequentialReadPolicy[T])
 	c.flights.m = make(map[string]*flight[T])
 	c.refreshes.m = make(map[string]struct{})
 	c.closeCtx, c.closeCancel = context.WithCancel(context.Background())
+	if o.Invalidator != nil {
+		if err := c.subscribe(o.Invalidator); err != nil {
+			if c.ownPool != nil {
+				_ = c.ownPool.Close(context.Background())
+			}
+			c.closeCancel()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -105,8 +117,8 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, bool, error) {
 			return zero, false, err
 		}
 	} else {
-		gen := c.guard.Gen(key)
-		res, err := c.policy.Read(ctx, key, c.readL1, c.readL2, c.policyOff)
+		gen := c.guard.Ticket(key)
+		res, err := c.policy.Read(ctx, key, c.l1Reader(), c.readL2, c.policyOff)
 		c.stats.l1.record(res.L1)
 		c.stats.l2.record(res.L2)
 		if err != nil {
@@ -134,7 +146,7 @@ func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T
 		return nil, readCanceled(key, err)
 	}
 	var res ReadResult[T]
-	v, rep := readLayer(ctx, key, c.readL1)
+	v, rep := readLayer(ctx, key, c.l1Reader())
 	c.stats.l1.record(rep)
 	if v != nil {
 		return v, nil
@@ -143,7 +155,7 @@ func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T
 	if err := ctx.Err(); err != nil {
 		return nil, readCanceled(key, err)
 	}
-	gen := c.guard.Gen(key)
+	gen := c.guard.Ticket(key)
 	v, res.L2 = readLayer(ctx, key, c.readL2)
 	c.stats.l2.record(res.L2)
 	if v != nil {
@@ -168,10 +180,12 @@ func (c *Cache[T]) Set(ctx context.Context, key string, value T, ttl time.Durati
 	}
 	now := time.Now()
 	v := c.newValue(value, ttl, now)
-	c.guard.Begin(key)
+	w := &layerWrite[T]{c: c, key: key, v: v, l1v: c.l1Copy(v, now), ticket: c.guard.Begin(key)}
 	defer c.guard.End(key)
-	w := &layerWrite[T]{c: c, key: key, v: v, l1v: c.l1Copy(v, now)}
-	if err := c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.policyOff); err != nil {
+	err := c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.policyOff)
+	// Announced whatever the outcome: a failed L2 write may have landed.
+	c.announce(context.WithoutCancel(ctx), key)
+	if err != nil {
 		return fmt.Errorf("tiercache: set %q: %w", key, err)
 	}
 	return nil
@@ -189,6 +203,7 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 	// L1 is cleared even when L2 failed because ctx ended: L2 may have
 	// deleted the key all the same.
 	err1 := c.deleteL1(context.WithoutCancel(ctx), key)
+	c.announce(context.WithoutCancel(ctx), key)
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("tiercache: delete %q: %w", key, err)
 	}
@@ -197,7 +212,11 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 
 // Stats returns a snapshot of the cache's counters. It takes no lock that a
 // read or write takes.
-func (c *Cache[T]) Stats() Stats { return c.stats.snapshot() }
+func (c *Cache[T]) Stats() Stats {
+	s := c.stats.snapshot()
+	s.Unsubscribed = c.offlineFor()
+	return s
+}
 
 // Close stops the cache: every later call returns ErrClosed. It waits for
 // the background work under way (refills, refreshes, loads, offloaded
@@ -208,6 +227,11 @@ func (c *Cache[T]) Close(ctx context.Context) error {
 	c.closed.Store(true)
 	err := c.bg.Close(ctx)
 	c.closeCancel() // ends the ctx of every flight still under way
+	if c.coherence.sub != nil {
+		if c.closedSub.CompareAndSwap(false, true) {
+			err = errors.Join(err, c.coherence.sub.Close())
+		}
+	}
 	if c.ownPool != nil {
 		err = errors.Join(err, c.ownPool.Close(ctx))
 	}
@@ -271,14 +295,14 @@ func (c *Cache[T]) l1Copy(v CacheValue[T], now time.Time) CacheValue[T] {
 
 // refill copies v, read from L2, into L1 in the background, unless the key
 // has been written since gen was taken.
-func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen uint64) {
+func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen keyguard.Ticket) {
 	if c.opts.Refill == RefillNever {
 		return
 	}
 	l1v := c.l1Copy(*v, time.Now())
 	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
 		var err error
-		if !c.guard.WriteIf(key, gen, false, func() { err = c.setL1(ctx, key, l1v) }) {
+		if !c.guard.WriteIf(key, gen, false, func() { err = c.setL1IfTrusted(ctx, key, l1v) }) {
 			c.stats.refillsSkipped.Add(1)
 			return
 		}
@@ -388,11 +412,19 @@ type layerWrite[T any] struct {
 	c      *Cache[T]
 	key    string
 	v, l1v CacheValue[T]
+	ticket keyguard.WriteTicket
 }
 
 func (w *layerWrite[T]) l1Writer() LayerWriter {
 	return LayerWriter{
-		Set:   func(ctx context.Context) error { return w.c.setL1(ctx, w.key, w.l1v) },
+		Set: func(ctx context.Context) error {
+			// Skipped when another process invalidated the key since the
+			// write began: which of the two landed last in L2 is unknown,
+			// and an L1 without the key is always right.
+			var err error
+			w.c.guard.WriteUnlessInvalidated(w.key, w.ticket, func() { err = w.c.setL1IfTrusted(ctx, w.key, w.l1v) })
+			return err
+		},
 		Evict: func(ctx context.Context) error { return w.c.deleteL1(ctx, w.key) },
 	}
 }

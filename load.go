@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/keyguard"
 	"github.com/tiercache/tiercache/internal/readctx"
 )
 
@@ -49,7 +50,7 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	}
 	call := &loadCall[T]{c: c}
 	defer call.finish()
-	res, err := c.policy.Read(ctx, key, c.readL1, call.readL2, c.policyOff)
+	res, err := c.policy.Read(ctx, key, c.l1Reader(), call.readL2, c.policyOff)
 	c.stats.l1.record(res.L1) // the shared L2 reads record themselves
 	if res.L2.Err != nil {
 		var le *loadError
@@ -83,7 +84,7 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 	if err := ctx.Err(); err != nil {
 		return zero, readCanceled(key, err)
 	}
-	v, rep := readLayer(ctx, key, c.readL1)
+	v, rep := readLayer(ctx, key, c.l1Reader())
 	c.stats.l1.record(rep)
 	if v != nil {
 		return c.serve(ctx, key, v, load)
@@ -360,7 +361,7 @@ func (lc *loadCall[T]) finish() {
 // open for a load.
 func (c *Cache[T]) runL2(f *flight[T]) {
 	defer c.bg.Done()
-	gen := c.guard.Gen(f.key)
+	gen := c.guard.Ticket(f.key)
 	var v *CacheValue[T]
 	rep := goexitReport
 	defer func() {
@@ -411,7 +412,7 @@ func (c *Cache[T]) runLoad(f *flight[T], load func(context.Context) (T, error), 
 		defer c.flights.mu.Unlock()
 		c.resolveLocked(f, v, err)
 	}()
-	gen := c.guard.Gen(f.key)
+	gen := c.guard.Ticket(f.key)
 	c.stats.loads.Add(1)
 	data, err := callLoader(f.ctx, load)
 	now := time.Now()
@@ -446,37 +447,47 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 	return load(ctx)
 }
 
-// store writes a loaded value: into L1 now, into L2 through the Offload.
-// Neither happens if the key was written since gen was taken: that write is
-// newer than what the load read.
-func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen uint64, now time.Time) {
+// store writes a loaded value: into L1 now, into L2 through the Offload,
+// then announces the key to the other caches. Neither write happens if the
+// key was written or invalidated since gen was taken: that write is newer
+// than what the load read.
+func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now time.Time) {
 	ctx := context.WithoutCancel(f.ctx) // the value is good even if every waiter has gone
 	var err error
-	if !c.guard.WriteIf(f.key, gen, true, func() { err = c.setL1(ctx, f.key, c.l1Copy(v, now)) }) {
+	if !c.guard.WriteIf(f.key, gen, true, func() { err = c.setL1IfTrusted(ctx, f.key, c.l1Copy(v, now)) }) {
 		return
 	}
 	if err != nil {
 		c.stats.writeErrors.Add(1)
 	}
-	after := c.guard.Gen(f.key)
+	after := c.guard.Ticket(f.key)
 	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
 		var err error
-		c.guard.WriteIf(f.key, after, false, func() { err = c.setL2(ctx, f.key, v) })
+		// Under the key's stripe lock: a Set of the key that begins
+		// meanwhile waits for this write and lands after it.
+		if !c.guard.WriteIf(f.key, after, false, func() { err = c.setL2(ctx, f.key, v) }) {
+			return
+		}
 		if err != nil {
 			c.stats.writeErrors.Add(1)
+			return
 		}
+		c.announce(ctx, f.key)
 	})
 }
 
 // evict removes a key a refresh found gone from both layers, unless it was
-// written meanwhile.
-func (c *Cache[T]) evict(f *flight[T], gen uint64) {
+// written meanwhile, and announces it.
+func (c *Cache[T]) evict(f *flight[T], gen keyguard.Ticket) {
 	ctx := context.WithoutCancel(f.ctx)
-	c.guard.WriteIf(f.key, gen, true, func() {
+	if !c.guard.WriteIf(f.key, gen, true, func() {
 		if err := errors.Join(c.deleteL1(ctx, f.key), c.deleteL2(ctx, f.key)); err != nil {
 			c.stats.writeErrors.Add(1)
 		}
-	})
+	}) {
+		return
+	}
+	c.announce(ctx, f.key)
 }
 
 // refreshMarks are the keys with a refresh scheduled; a key leaves the set

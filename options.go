@@ -72,6 +72,13 @@ type Options[T any] struct {
 	// L2Timeout is the deadline of each L2 operation. Zero: none beyond the
 	// caller's ctx.
 	L2Timeout time.Duration
+	// Invalidator keeps the L1s of caches sharing L2 data coherent: every
+	// Set, Delete, load and refresh of this cache is announced, and the keys
+	// other caches announce are evicted from this cache's L1. While the
+	// Invalidator reports its subscription lost, and until it first reports
+	// it restored, L1 is flushed and read and written around. L1 must
+	// implement Flusher. Nil: no cross-instance invalidation.
+	Invalidator Invalidator
 }
 
 // validate checks o and returns the first problem found.

@@ -38,6 +38,22 @@ type Stats struct {
 	// OffloadRejected counts background work the Offload refused, and which
 	// was therefore not done.
 	OffloadRejected uint64
+
+	// InvalidationsSent counts keys this cache announced to the others.
+	InvalidationsSent uint64
+	// InvalidationErrors counts announcements the Invalidator refused.
+	InvalidationErrors uint64
+	// InvalidationsReceived counts keys other caches announced.
+	InvalidationsReceived uint64
+	// InvalidationEvictions counts keys evicted from L1 on their behalf.
+	InvalidationEvictions uint64
+	// SubscriptionDrops counts the times the Invalidator lost its
+	// subscription, each of which flushed L1.
+	SubscriptionDrops uint64
+	// Unsubscribed is the time spent without a subscription, L1 read
+	// around, the current period included (the start up to the first
+	// subscription too).
+	Unsubscribed time.Duration
 }
 
 // LayerStats counts one layer's reads.
@@ -124,6 +140,9 @@ type counters struct {
 	loads, loadErrors, notFound, coalesced          atomic.Uint64
 	refills, refillsSkipped, staleServed, refreshes atomic.Uint64
 	negativeHits, writeErrors, offloadRejected      atomic.Uint64
+	invalidationsSent, invalidationErrors           atomic.Uint64
+	invalidationsReceived, invalidationEvictions    atomic.Uint64
+	subscriptionDrops                               atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -141,5 +160,11 @@ func (c *counters) snapshot() Stats {
 		NegativeHits:    c.negativeHits.Load(),
 		WriteErrors:     c.writeErrors.Load(),
 		OffloadRejected: c.offloadRejected.Load(),
+
+		InvalidationsSent:     c.invalidationsSent.Load(),
+		InvalidationErrors:    c.invalidationErrors.Load(),
+		InvalidationsReceived: c.invalidationsReceived.Load(),
+		InvalidationEvictions: c.invalidationEvictions.Load(),
+		SubscriptionDrops:     c.subscriptionDrops.Load(),
 	}
 }

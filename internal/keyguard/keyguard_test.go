@@ -19,13 +19,15 @@ func TestWriteIf(t *testing.T) {
 		{name: "nothing in between", between: func(*Guard) {}, want: true},
 		{name: "a write began and ended", between: func(g *Guard) { g.Begin("k"); g.End("k") }, want: false},
 		{name: "a write is under way", between: func(g *Guard) { g.Begin("k") }, want: false},
-		{name: "a bumping copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Gen("k"), true, func() {}) }, want: false},
-		{name: "a plain copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Gen("k"), false, func() {}) }, want: true},
+		{name: "a bumping copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), true, func() {}) }, want: false},
+		{name: "a plain copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), false, func() {}) }, want: true},
+		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }, want: false},
+		{name: "everything was invalidated", between: func(g *Guard) { g.InvalidateAll() }, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := New()
-			gen := g.Gen("k")
+			gen := g.Ticket("k")
 			tt.between(g)
 			ran := false
 			require.Equal(t, tt.want, g.WriteIf("k", gen, false, func() { ran = true }))
@@ -38,7 +40,7 @@ func TestWriteTakenAfterEndRuns(t *testing.T) {
 	g := New()
 	g.Begin("k")
 	g.End("k")
-	require.True(t, g.WriteIf("k", g.Gen("k"), false, func() {}))
+	require.True(t, g.WriteIf("k", g.Ticket("k"), false, func() {}))
 }
 
 func TestOtherStripesUnaffected(t *testing.T) {
@@ -48,7 +50,7 @@ func TestOtherStripesUnaffected(t *testing.T) {
 	for i := 0; g.stripe(other) == g.stripe("k"); i++ {
 		other = string(rune('a'+i%26)) + other
 	}
-	gen := g.Gen(other)
+	gen := g.Ticket(other)
 	g.Begin("k")
 	defer g.End("k")
 	require.True(t, g.WriteIf(other, gen, false, func() {}))
@@ -64,7 +66,7 @@ func TestBeginWaitsForCopy(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		g.WriteIf("k", g.Gen("k"), false, func() {
+		g.WriteIf("k", g.Ticket("k"), false, func() {
 			close(inCopy)
 			<-release
 			mu.Lock()
@@ -75,7 +77,7 @@ func TestBeginWaitsForCopy(t *testing.T) {
 	<-inCopy
 	began := make(chan struct{})
 	go func() {
-		g.Begin("k")
+		_ = g.Begin("k")
 		mu.Lock()
 		order = append(order, "write")
 		mu.Unlock()
@@ -86,4 +88,50 @@ func TestBeginWaitsForCopy(t *testing.T) {
 	<-done
 	<-began
 	require.Equal(t, []string{"copy", "write"}, order)
+}
+
+func TestWriteUnlessInvalidated(t *testing.T) {
+	tests := []struct {
+		name    string
+		between func(g *Guard)
+		want    bool
+	}{
+		{name: "nothing in between", between: func(*Guard) {}, want: true},
+		{name: "another write of the key", between: func(g *Guard) { g.Begin("k"); g.End("k") }, want: true},
+		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }, want: false},
+		{name: "everything was invalidated", between: func(g *Guard) { g.InvalidateAll() }, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := New()
+			wt := g.Begin("k")
+			tt.between(g)
+			ran := false
+			require.Equal(t, tt.want, g.WriteUnlessInvalidated("k", wt, func() { ran = true }))
+			require.Equal(t, tt.want, ran)
+			g.End("k")
+		})
+	}
+}
+
+// An invalidation waits for an L1 write in progress and evicts after it.
+func TestInvalidateEvictsAfterWrite(t *testing.T) {
+	g := New()
+	var order []string
+	var mu sync.Mutex
+	add := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	inWrite, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	wt := g.Begin("k")
+	go func() {
+		defer close(done)
+		g.WriteUnlessInvalidated("k", wt, func() { close(inWrite); <-release; add("write") })
+	}()
+	<-inWrite
+	evicted := make(chan struct{})
+	go func() { g.Invalidate("k", func() { add("evict") }); close(evicted) }()
+	close(release)
+	<-done
+	<-evicted
+	g.End("k")
+	require.Equal(t, []string{"write", "evict"}, order)
 }

@@ -1,0 +1,133 @@
+package tiercache
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// flushTimeout bounds the L1 flush a lost or restored subscription causes.
+const flushTimeout = 5 * time.Second
+
+// coherence is a Cache's side of cross-instance invalidation: its
+// subscription, and whether L1 can be trusted.
+type coherence struct {
+	sub     Subscription
+	flusher Flusher
+	// distrusted is set while invalidations may be missed (and before the
+	// first SubscriptionRestored): reads go around L1 and nothing is
+	// written into it.
+	distrusted atomic.Bool
+	lostAt     atomic.Int64 // unix nanoseconds of the last SubscriptionLost; 0 when subscribed
+	offline    atomic.Int64 // nanoseconds spent without a subscription, closed periods
+}
+
+// subscribe joins inv. L1 is distrusted until inv says invalidations flow.
+func (c *Cache[T]) subscribe(inv Invalidator) error {
+	flusher, ok := c.l1.(Flusher)
+	if !ok {
+		return fmt.Errorf("tiercache: New: an Invalidator needs an L1 that implements Flusher; %T does not", c.l1)
+	}
+	c.coherence.flusher = flusher
+	c.coherence.distrusted.Store(true)
+	c.coherence.lostAt.Store(time.Now().UnixNano())
+	sub, err := inv.Subscribe(c.onInvalidation)
+	if err != nil {
+		return fmt.Errorf("tiercache: New: subscribing to the Invalidator: %w", err)
+	}
+	c.coherence.sub = sub
+	return nil
+}
+
+// onInvalidation handles what the Invalidator reports.
+func (c *Cache[T]) onInvalidation(e InvalidationEvent) {
+	switch e.Kind {
+	case KeysChanged:
+		c.stats.invalidationsReceived.Add(uint64(len(e.Keys)))
+		ctx, cancel := withTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		for _, key := range e.Keys {
+			c.guard.Invalidate(key, func() {
+				if err := c.deleteL1(ctx, key); err != nil {
+					c.stats.writeErrors.Add(1)
+					return
+				}
+				c.stats.invalidationEvictions.Add(1)
+			})
+		}
+	case SubscriptionLost:
+		if c.coherence.distrusted.Swap(true) {
+			return // lost already
+		}
+		c.coherence.lostAt.Store(time.Now().UnixNano())
+		c.stats.subscriptionDrops.Add(1)
+		c.flushL1()
+	case SubscriptionRestored:
+		if !c.coherence.distrusted.Load() {
+			return
+		}
+		c.flushL1() // whatever L1 holds may have changed meanwhile
+		if lost := c.coherence.lostAt.Swap(0); lost != 0 {
+			c.coherence.offline.Add(time.Now().UnixNano() - lost)
+		}
+		c.coherence.distrusted.Store(false)
+	}
+}
+
+// flushL1 empties L1, voiding every copy into it read before.
+func (c *Cache[T]) flushL1() {
+	c.guard.InvalidateAll()
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := c.coherence.flusher.Flush(ctx); err != nil {
+		c.stats.writeErrors.Add(1)
+	}
+}
+
+// announce tells the other caches that key has changed.
+func (c *Cache[T]) announce(ctx context.Context, keys ...string) {
+	sub := c.coherence.sub
+	if sub == nil {
+		return
+	}
+	if err := sub.Announce(ctx, keys...); err != nil {
+		c.stats.invalidationErrors.Add(1)
+		return
+	}
+	c.stats.invalidationsSent.Add(uint64(len(keys)))
+}
+
+// l1Trusted reports whether L1 may be read and written: always without an
+// Invalidator; with one, while invalidations flow.
+func (c *Cache[T]) l1Trusted() bool { return !c.coherence.distrusted.Load() }
+
+// setL1IfTrusted writes L1 unless it is distrusted, when the write is
+// skipped: the key is then simply absent from L1.
+func (c *Cache[T]) setL1IfTrusted(ctx context.Context, key string, v CacheValue[T]) error {
+	if !c.l1Trusted() {
+		return nil
+	}
+	return c.setL1(ctx, key, v)
+}
+
+// readL1Distrusted is the L1 reader while L1 is distrusted: always a miss.
+func readL1Distrusted[T any](context.Context, string) (*CacheValue[T], error) { return nil, nil }
+
+// l1Reader is the L1 reader a read uses now.
+func (c *Cache[T]) l1Reader() ReadFunc[T] {
+	if c.l1Trusted() {
+		return c.readL1
+	}
+	return c.readL1None
+}
+
+// offlineFor returns the time spent without a subscription, the current
+// period included.
+func (c *Cache[T]) offlineFor() time.Duration {
+	d := c.coherence.offline.Load()
+	if lost := c.coherence.lostAt.Load(); lost != 0 && c.coherence.sub != nil {
+		d += time.Now().UnixNano() - lost
+	}
+	return time.Duration(d)
+}

@@ -54,6 +54,16 @@ type Stats struct {
 	// around, the current period included (the start up to the first
 	// subscription too).
 	Unsubscribed time.Duration
+
+	// BatchCalls counts GetMany and GetOrLoadMany calls.
+	BatchCalls uint64
+	// BatchKeys counts the distinct keys they asked for.
+	BatchKeys uint64
+	// BatchKeysLoaded counts the keys their loads were asked for.
+	BatchKeysLoaded uint64
+	// BatchKeysCoalesced counts the keys they took from a read or load
+	// another caller had under way.
+	BatchKeysCoalesced uint64
 }
 
 // LayerStats counts one layer's reads.
@@ -143,6 +153,8 @@ type counters struct {
 	invalidationsSent, invalidationErrors           atomic.Uint64
 	invalidationsReceived, invalidationEvictions    atomic.Uint64
 	subscriptionDrops                               atomic.Uint64
+	batchCalls, batchKeys                           atomic.Uint64
+	batchKeysLoaded, batchKeysCoalesced             atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -166,5 +178,10 @@ func (c *counters) snapshot() Stats {
 		InvalidationsReceived: c.invalidationsReceived.Load(),
 		InvalidationEvictions: c.invalidationEvictions.Load(),
 		SubscriptionDrops:     c.subscriptionDrops.Load(),
+
+		BatchCalls:         c.batchCalls.Load(),
+		BatchKeys:          c.batchKeys.Load(),
+		BatchKeysLoaded:    c.batchKeysLoaded.Load(),
+		BatchKeysCoalesced: c.batchKeysCoalesced.Load(),
 	}
 }

@@ -23,6 +23,7 @@ package keyguard
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -139,3 +140,48 @@ func (g *Guard) Invalidate(key string, evict func()) {
 // InvalidateAll voids every ticket taken before it, of every key: L1 is
 // about to be flushed.
 func (g *Guard) InvalidateAll() { g.epoch.Add(1) }
+
+// WriteManyIf is WriteIf for several keys at once: it locks the stripes of
+// keys (each once, in a fixed order), finds the keys whose ticket still
+// holds, runs write with their indexes into keys when there is one, and
+// returns those indexes. With bump, the stripes of the keys written advance
+// their generation.
+func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, bump bool, write func(ok []int)) []int {
+	idx := make([]int, len(keys))
+	for i, key := range keys {
+		idx[i] = int(maphash.String(g.seed, key) & (Stripes - 1))
+	}
+	order := slices.Clone(idx)
+	slices.Sort(order)
+	order = slices.Compact(order)
+	for _, s := range order {
+		g.stripes[s].mu.Lock()
+	}
+	defer func() {
+		for _, s := range order {
+			g.stripes[s].mu.Unlock()
+		}
+	}()
+	epoch := g.epoch.Load()
+	var ok []int
+	for i := range keys {
+		s := &g.stripes[idx[i]]
+		if s.gen.Load() == tickets[i].gen && epoch == tickets[i].epoch && s.writing == 0 {
+			ok = append(ok, i)
+		}
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	write(ok)
+	if bump {
+		bumped := make(map[int]bool, len(ok))
+		for _, i := range ok {
+			if !bumped[idx[i]] {
+				bumped[idx[i]] = true
+				g.stripes[idx[i]].gen.Add(1)
+			}
+		}
+	}
+	return ok
+}

@@ -135,3 +135,25 @@ func TestInvalidateEvictsAfterWrite(t *testing.T) {
 	g.End("k")
 	require.Equal(t, []string{"write", "evict"}, order)
 }
+
+func TestWriteManyIf(t *testing.T) {
+	g := New()
+	keys := []string{"a", "b", "c", "a"}
+	tickets := make([]Ticket, len(keys))
+	for i, k := range keys {
+		tickets[i] = g.Ticket(k)
+	}
+	g.Invalidate("b", func() {})
+	var wrote []int
+	ok := g.WriteManyIf(keys, tickets, true, func(ok []int) { wrote = ok })
+	require.Equal(t, wrote, ok)
+	var want []int
+	for i, k := range keys {
+		if g.stripe(k) != g.stripe("b") { // b, and any key sharing its stripe, was invalidated
+			want = append(want, i)
+		}
+	}
+	require.Equal(t, want, ok)
+	require.False(t, g.WriteIf("a", tickets[0], false, func() {}), "bumped")
+	require.Nil(t, g.WriteManyIf([]string{"b"}, tickets[1:2], false, func([]int) { t.Fatal("must not run") }))
+}

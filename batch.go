@@ -1,0 +1,928 @@
+package tiercache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tiercache/tiercache/internal/keyguard"
+	"github.com/tiercache/tiercache/internal/readctx"
+)
+
+// BatchBackend is the optional capability of a Backend to read and write
+// many keys in one round trip, found by type assertion. A Backend without it
+// is read and written key by key, concurrently (at most
+// BatchConcurrency keys at once), so batching works with any Backend.
+type BatchBackend[T any] interface {
+	// GetMany returns one entry per key, in the order of keys: the value,
+	// or nil for a miss; never an expired value. An error with a full slice
+	// (len(keys) entries) means that the nil entries failed and the others
+	// are good; an error with any other slice means the whole call failed.
+	GetMany(ctx context.Context, keys []string) ([]*CacheValue[T], error)
+	// SetMany stores values[i] under keys[i], as Set does.
+	SetMany(ctx context.Context, keys []string, values []CacheValue[T]) error
+}
+
+// BatchConcurrency bounds the operations a batch runs at once on a Backend
+// that is not a BatchBackend.
+const BatchConcurrency = 16
+
+// GetMany returns the values of keys: a map holding the keys that have a
+// value (a miss, or a remembered absence, is absent). Keys are deduplicated.
+//
+// L1 is read in one batch, and L2 in one batch, by the ReadPolicy's rules
+// applied per key: SequentialReadPolicy reads L2 for L1's misses only;
+// ParallelReadPolicy and RaceReadPolicy read both layers concurrently and
+// choose per key as they do for one key. L2 hits are copied into L1 in one
+// batch, in the background. The error is non-nil when ctx ended, or when
+// every layer failed for some keys, which it names; the values found are
+// returned with it.
+func (c *Cache[T]) GetMany(ctx context.Context, keys []string) (map[string]T, error) {
+	uniq, err := c.checkKeys(keys)
+	if err != nil {
+		return nil, err
+	}
+	c.stats.batchCalls.Add(1)
+	c.stats.batchKeys.Add(uint64(len(uniq)))
+	r := c.readBatch(ctx, uniq)
+	out := make(map[string]T, len(uniq))
+	var failed []string
+	for i, key := range uniq {
+		switch v := r.vals[i]; {
+		case v == nil:
+			if r.failed[i] != nil {
+				failed = append(failed, key)
+			}
+		case v.Negative:
+			c.stats.negativeHits.Add(1)
+		default:
+			out[key] = v.Data
+		}
+	}
+	if err := ctx.Err(); err != nil && len(out) < len(uniq) {
+		return out, fmt.Errorf("tiercache: get many: %w", err)
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("tiercache: get many: every layer failed for %s: %w", keyList(failed), joinKeyErrors(uniq, r.failed))
+	}
+	return out, nil
+}
+
+// GetOrLoadMany returns the values of keys, loading the missing ones with
+// one call of load. Keys are deduplicated; the result holds the keys that
+// have values (a remembered absence, or a key load did not return, is
+// absent).
+//
+// Keys are read as GetMany reads them; the keys still missing go to load in
+// one call with only those keys. Under SequentialReadPolicy (the default)
+// the keys L1 missed are read from L2 by the batch itself, in one round
+// trip, shared with every GetOrLoad and GetOrLoadMany of those keys: a key
+// another caller is already reading or loading is awaited, not read or
+// loaded again, and concurrent calls with overlapping keys load each key
+// once. The batch's load runs with the first caller's context values and is
+// cancelled only when every caller waiting for any of its keys has gone.
+//
+// Loaded values, and with NegativeTTL the keys load omitted, are in L1
+// before GetOrLoadMany returns; their L2 write goes through the Offload in
+// one batch. Stale values are served and refreshed in the background, in
+// one batch. When load fails, the values already found are returned with an
+// error naming the keys it was asked for; an L2 failure degrades to load.
+func (c *Cache[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
+	uniq, err := c.checkKeys(keys)
+	if err != nil {
+		return nil, err
+	}
+	if load == nil {
+		return nil, errors.New("tiercache: get or load many: nil load function")
+	}
+	c.stats.batchCalls.Add(1)
+	c.stats.batchKeys.Add(uint64(len(uniq)))
+
+	vals := make([]*CacheValue[T], len(uniq))
+	var pending []int // indexes of the keys to take from flights
+	withL2 := c.sequential
+	if withL2 {
+		l1 := c.readLayerMany(ctx, L1, uniq)
+		copy(vals, l1.vals)
+	} else {
+		copy(vals, c.readBatch(ctx, uniq).vals)
+	}
+	for i, v := range vals {
+		if v == nil {
+			pending = append(pending, i)
+		}
+	}
+	var errs []error
+	if len(pending) > 0 {
+		if err := ctx.Err(); err != nil {
+			return c.batchAnswer(ctx, uniq, vals, load, fmt.Errorf("tiercache: get or load many: %w", err))
+		}
+		flights := c.joinMany(ctx, uniq, pending, withL2, load)
+		defer func() {
+			for _, f := range flights {
+				c.leave(f)
+			}
+		}()
+		errs = c.awaitMany(ctx, uniq, pending, flights, vals, load)
+	}
+	var err2 error
+	if len(errs) > 0 {
+		err2 = errors.Join(errs...)
+	}
+	return c.batchAnswer(ctx, uniq, vals, load, err2)
+}
+
+// batchAnswer turns the values found for keys into GetOrLoadMany's answer,
+// scheduling one refresh for the stale ones.
+func (c *Cache[T]) batchAnswer(ctx context.Context, keys []string, vals []*CacheValue[T], load func(context.Context, []string) (map[string]T, error), err error) (map[string]T, error) {
+	out := make(map[string]T, len(keys))
+	var stale []string
+	var now time.Time
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
+		if !v.Stale.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if v.IsStale(now) {
+				c.stats.staleServed.Add(1)
+				stale = append(stale, keys[i])
+			}
+		}
+		if v.Negative {
+			c.stats.negativeHits.Add(1)
+			continue
+		}
+		out[keys[i]] = v.Data
+	}
+	if len(stale) > 0 {
+		c.refreshMany(ctx, stale, load)
+	}
+	return out, err
+}
+
+// checkKeys rejects calls after Close and empty keys, and returns keys
+// deduplicated, in their first order.
+func (c *Cache[T]) checkKeys(keys []string) ([]string, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	seen := make(map[string]struct{}, len(keys))
+	uniq := make([]string, 0, len(keys))
+	for i, key := range keys {
+		if key == "" {
+			return nil, fmt.Errorf("tiercache: key %d of %d: %w", i, len(keys), errEmptyKey)
+		}
+		if _, dup := seen[key]; !dup {
+			seen[key] = struct{}{}
+			uniq = append(uniq, key)
+		}
+	}
+	return uniq, nil
+}
+
+// layerBatch is what reading keys from one layer came to.
+type layerBatch[T any] struct {
+	vals []*CacheValue[T] // per key: the value; nil for a miss or a failure
+	errs []error          // per key: the failure; nil for a hit or a miss
+}
+
+// readLayerMany reads keys from layer l: one GetMany on a BatchBackend, or
+// concurrent Gets. Each key is counted in the layer's stats, with the
+// batch's latency. A distrusted L1 is not read: every key misses.
+func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) layerBatch[T] {
+	out := layerBatch[T]{vals: make([]*CacheValue[T], len(keys)), errs: make([]error, len(keys))}
+	backend, read, timeout, stats := c.l2, c.readL2, c.opts.L2Timeout, &c.stats.l2
+	if l == L1 {
+		if !c.l1Trusted() {
+			return out
+		}
+		backend, read, timeout, stats = c.l1, c.readL1, c.opts.L1Timeout, &c.stats.l1
+	}
+	bb, batch := backend.(BatchBackend[T])
+	if !batch {
+		var g errgroup.Group
+		g.SetLimit(BatchConcurrency)
+		for i, key := range keys {
+			g.Go(func() error {
+				v, rep := readLayer(ctx, key, read)
+				stats.record(rep)
+				out.vals[i], out.errs[i] = v, rep.Err
+				return nil
+			})
+		}
+		_ = g.Wait()
+		return out
+	}
+	start := time.Now()
+	vals, err := getMany(ctx, bb, keys, timeout)
+	now := time.Now()
+	latency := now.Sub(start)
+	whole := err != nil && len(vals) != len(keys)
+	for i := range keys {
+		rep := LayerReport{Latency: latency}
+		switch {
+		case whole:
+			out.errs[i] = err
+			rep.Status, rep.Err = StatusFailed, err
+		case vals[i] == nil && err != nil:
+			out.errs[i] = err
+			rep.Status, rep.Err = StatusFailed, err
+		case vals[i] == nil || vals[i].Expired(now):
+			rep.Status = StatusMiss
+		default:
+			out.vals[i] = vals[i]
+			rep.Status = StatusHit
+		}
+		stats.record(rep)
+	}
+	return out
+}
+
+// getMany calls a BatchBackend's GetMany under timeout, containing a panic.
+func getMany[T any](ctx context.Context, bb BatchBackend[T], keys []string, timeout time.Duration) (vals []*CacheValue[T], err error) {
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			vals, err = nil, newPanicError(p)
+		}
+	}()
+	return bb.GetMany(ctx, keys)
+}
+
+// writeLayerMany writes vals[i] under keys[i] into layer l: one SetMany on
+// a BatchBackend, otherwise key by key, concurrently. A distrusted L1 is not
+// written.
+func (c *Cache[T]) writeLayerMany(ctx context.Context, l Layer, keys []string, vals []CacheValue[T]) error {
+	backend, timeout := c.l2, c.opts.L2Timeout
+	if l == L1 {
+		if !c.l1Trusted() {
+			return nil
+		}
+		backend, timeout = c.l1, c.opts.L1Timeout
+	}
+	if bb, ok := backend.(BatchBackend[T]); ok {
+		return layerOp(ctx, l, timeout, func(ctx context.Context) error { return bb.SetMany(ctx, keys, vals) })
+	}
+	errs := make([]error, len(keys))
+	var g errgroup.Group
+	g.SetLimit(BatchConcurrency)
+	for i, key := range keys {
+		g.Go(func() error {
+			errs[i] = layerOp(ctx, l, timeout, func(ctx context.Context) error { return backend.Set(ctx, key, vals[i]) })
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(errs...)
+}
+
+// batchRead is what reading keys from both layers came to.
+type batchRead[T any] struct {
+	vals   []*CacheValue[T] // per key: the chosen value, nil when none
+	failed []error          // per key without a value: the failure when every layer failed
+}
+
+// readBatch reads keys from both layers by the ReadPolicy's rules, per key,
+// and copies the L2 hits it chose into L1 in one batch.
+func (c *Cache[T]) readBatch(ctx context.Context, keys []string) batchRead[T] {
+	r := batchRead[T]{vals: make([]*CacheValue[T], len(keys)), failed: make([]error, len(keys))}
+	tickets := make([]keyguard.Ticket, len(keys))
+	for i, key := range keys {
+		tickets[i] = c.guard.Ticket(key)
+	}
+	fromL2 := make([]bool, len(keys))
+	switch p := c.policy.(type) {
+	case SequentialReadPolicy[T]:
+		l1 := c.readLayerMany(ctx, L1, keys)
+		var missed []int
+		for i, v := range l1.vals {
+			if v == nil {
+				missed = append(missed, i)
+			}
+			r.vals[i] = v
+		}
+		if len(missed) > 0 && ctx.Err() == nil {
+			l2 := c.readLayerMany(ctx, L2, pick(keys, missed))
+			for j, i := range missed {
+				r.vals[i], fromL2[i] = l2.vals[j], l2.vals[j] != nil
+				r.failed[i] = bothFailed(l1.errs[i], l2.errs[j])
+			}
+		}
+	case ParallelReadPolicy[T]:
+		l1, l2, _ := c.readBothMany(ctx, keys, nil)
+		for i := range keys {
+			v1, v2 := l1.vals[i], l2.vals[i]
+			switch {
+			case v1 != nil && (v2 == nil || !expiresBefore(v1, v2)):
+				r.vals[i] = v1
+			case v2 != nil:
+				r.vals[i], fromL2[i] = v2, true
+			default:
+				r.failed[i] = bothFailed(l1.errs[i], l2.errs[i])
+			}
+		}
+	case RaceReadPolicy[T]:
+		l1, l2, l2First := c.readBothMany(ctx, keys, &p)
+		for i := range keys {
+			var v1, v2 *CacheValue[T]
+			var e2 error
+			v1 = l1.vals[i]
+			if l2.vals != nil {
+				v2, e2 = l2.vals[i], l2.errs[i]
+			}
+			switch {
+			case v2 != nil && (v1 == nil || l2First):
+				r.vals[i], fromL2[i] = v2, true
+			case v1 != nil:
+				r.vals[i] = v1
+			default:
+				r.failed[i] = bothFailed(l1.errs[i], e2)
+			}
+		}
+	default: // a policy of the caller's own: applied key by key
+		var g errgroup.Group
+		g.SetLimit(BatchConcurrency)
+		for i, key := range keys {
+			g.Go(func() error {
+				res, err := c.policy.Read(ctx, key, c.l1Reader(), c.readL2, c.policyOff)
+				c.stats.l1.record(res.L1)
+				c.stats.l2.record(res.L2)
+				r.vals[i], fromL2[i] = res.Value, res.Source == L2
+				if err != nil && ctx.Err() == nil {
+					r.failed[i] = err
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+	var refill []int
+	for i, v := range r.vals {
+		if fromL2[i] && v != nil {
+			refill = append(refill, i)
+		}
+	}
+	c.refillMany(ctx, keys, r.vals, tickets, refill)
+	return r
+}
+
+// readBothMany reads keys from both layers at once: L2 on a goroutine, L1
+// on the caller's. Under a race (p set), the L2 read starts only after
+// HedgeAfter unless L1 missed some keys before, is skipped when L1 hit
+// every key first, and when it loses is cancelled (LoserCancel) or left to
+// finish, counted, so that Close waits for it (LoserOffload); l2First says
+// L2's batch answered before L1's. l2.vals is nil when L2 was not waited
+// for.
+func (c *Cache[T]) readBothMany(ctx context.Context, keys []string, p *RaceReadPolicy[T]) (l1, l2 layerBatch[T], l2First bool) {
+	l2ctx, cancel := ctx, context.CancelFunc(func() {})
+	if p != nil && p.Loser == LoserOffload {
+		detached, stop := detachWithDeadline(ctx)
+		l2ctx, cancel = detached, stop
+	} else {
+		l2ctx, cancel = context.WithCancel(ctx)
+	}
+	if !c.bg.Add() {
+		cancel()
+		return c.readLayerMany(ctx, L1, keys), layerBatch[T]{}, false
+	}
+	l1Done := make(chan struct{}) // closed when L1 is read; l1AllHit tells how
+	var l1AllHit bool
+	l2Done := make(chan struct{}) // closed when the goroutine is done with l2res and l2At
+	var l2res layerBatch[T]
+	var l2At time.Time
+	go func() {
+		defer c.bg.Done()
+		defer cancel()
+		defer close(l2Done)
+		if p != nil {
+			if p.HedgeAfter > 0 {
+				t := time.NewTimer(p.HedgeAfter)
+				select {
+				case <-t.C:
+				case <-l1Done:
+				}
+				t.Stop()
+			}
+			select {
+			case <-l1Done:
+				if l1AllHit {
+					return // L1 answered every key: L2 is not read
+				}
+			default:
+			}
+		}
+		l2res = c.readLayerMany(l2ctx, L2, keys)
+		l2At = time.Now()
+	}()
+	l1 = c.readLayerMany(ctx, L1, keys)
+	l1At := time.Now()
+	l1AllHit = true
+	for _, v := range l1.vals {
+		if v == nil {
+			l1AllHit = false
+		}
+	}
+	close(l1Done)
+	if p != nil && l1AllHit {
+		if p.Loser == LoserCancel {
+			cancel()
+		}
+		select {
+		case <-l2Done:
+			if !l2At.IsZero() && l2At.Before(l1At) {
+				return l1, l2res, true
+			}
+		default:
+		}
+		return l1, layerBatch[T]{}, false
+	}
+	select {
+	case <-l2Done:
+	case <-ctx.Done():
+		cancel()
+		return l1, layerBatch[T]{}, false
+	}
+	return l1, l2res, p != nil && !l2At.IsZero() && l2At.Before(l1At)
+}
+
+// detachWithDeadline returns a ctx with ctx's values and deadline but not
+// its cancellation, for a losing read that must finish.
+func detachWithDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	detached := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(detached, d)
+	}
+	return context.WithCancel(detached)
+}
+
+// bothFailed returns the joined failures of a key whose every layer failed,
+// or nil when one of them only missed.
+func bothFailed(e1, e2 error) error {
+	if e1 == nil || e2 == nil {
+		return nil
+	}
+	return errors.Join(&layerError{L1, e1}, &layerError{L2, e2})
+}
+
+// pick returns keys[i] for each index.
+func pick(keys []string, idx []int) []string {
+	out := make([]string, len(idx))
+	for j, i := range idx {
+		out[j] = keys[i]
+	}
+	return out
+}
+
+// refillMany copies vals[i], read from L2, for each index in idx into L1 in
+// one background batch, skipping the keys written or invalidated since
+// their ticket was taken.
+func (c *Cache[T]) refillMany(ctx context.Context, keys []string, vals []*CacheValue[T], tickets []keyguard.Ticket, idx []int) {
+	if c.opts.Refill == RefillNever || len(idx) == 0 {
+		return
+	}
+	now := time.Now()
+	rk := pick(keys, idx)
+	rv := make([]CacheValue[T], len(idx))
+	rt := make([]keyguard.Ticket, len(idx))
+	for j, i := range idx {
+		rv[j], rt[j] = c.l1Copy(*vals[i], now), tickets[i]
+	}
+	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
+		var err error
+		ok := c.guard.WriteManyIf(rk, rt, false, func(ok []int) {
+			k, v := pickValues(rk, rv, ok)
+			err = c.writeLayerMany(ctx, L1, k, v)
+		})
+		c.stats.refillsSkipped.Add(uint64(len(rk) - len(ok)))
+		if err != nil {
+			c.stats.writeErrors.Add(1)
+			return
+		}
+		c.stats.refills.Add(uint64(len(ok)))
+	})
+}
+
+func pickValues[T any](keys []string, vals []CacheValue[T], idx []int) ([]string, []CacheValue[T]) {
+	k := make([]string, len(idx))
+	v := make([]CacheValue[T], len(idx))
+	for j, i := range idx {
+		k[j], v[j] = keys[i], vals[i]
+	}
+	return k, v
+}
+
+// batch is the shared state of the flights one batch load owns: their
+// context, cancelled when every caller of every one of them has gone.
+type batch struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	active int // owned flights with a caller; guarded by the flight group's lock
+}
+
+// joinMany holds a flight for each key of keys at the indexes pending:
+// joining the flights under way, and making the others flights owned by one
+// new batch, which it starts. withL2 says whether the batch reads L2 before
+// loading.
+func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, withL2 bool, load func(context.Context, []string) (map[string]T, error)) []*flight[T] {
+	flights := make([]*flight[T], len(pending))
+	var owned []*flight[T]
+	b := &batch{}
+	life, cancel := context.WithCancel(c.closeCtx)
+	b.ctx, b.cancel = readctx.Detached(ctx, life), cancel
+
+	c.flights.mu.Lock()
+	for j, i := range pending {
+		key := keys[i]
+		if f := c.flights.m[key]; f != nil && !f.refresh {
+			f.refs++
+			c.stats.batchKeysCoalesced.Add(1)
+			flights[j] = f
+			continue
+		}
+		f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{})}
+		f.cancel = func() { // under the group's lock, when the flight's last caller leaves
+			if b.active--; b.active == 0 {
+				b.cancel()
+			}
+		}
+		if withL2 {
+			f.l2Done = make(chan struct{})
+		} else {
+			f.loading = true
+		}
+		c.flights.m[key] = f
+		flights[j] = f
+		owned = append(owned, f)
+	}
+	b.active = len(owned)
+	if len(owned) == 0 {
+		cancel()
+	} else if c.bg.Add() {
+		go func() {
+			defer c.bg.Done()
+			c.runBatch(b, owned, withL2, load, false)
+		}()
+	} else {
+		for _, f := range owned {
+			if f.l2Done != nil {
+				f.l2Err = ErrClosed
+				close(f.l2Done)
+			}
+			c.resolveLocked(f, nil, ErrClosed)
+		}
+	}
+	c.flights.mu.Unlock()
+	return flights
+}
+
+// awaitMany waits for the flights of the keys at pending, storing their
+// values in vals, and returns their errors. A flight of another caller that
+// is still reading L2 is made to load its key, when L2 misses, with load
+// asked for that key alone.
+func (c *Cache[T]) awaitMany(ctx context.Context, keys []string, pending []int, flights []*flight[T], vals []*CacheValue[T], load func(context.Context, []string) (map[string]T, error)) []error {
+	// First every L2 read, so that the loads they lead to run together.
+	for _, f := range flights {
+		if f.l2Done == nil {
+			continue
+		}
+		if _, _, answered := waitL2(ctx, f); answered {
+			continue
+		}
+		c.flights.mu.Lock()
+		c.startLoadLocked(f, oneKey(f.key, load), false)
+		c.flights.mu.Unlock()
+	}
+	var errs []error
+	for j, f := range flights {
+		v, err := waitDone(ctx, f)
+		switch {
+		case ctx.Err() != nil:
+			return append(errs, fmt.Errorf("tiercache: get or load many: %w", ctx.Err()))
+		case err != nil && !errors.Is(err, ErrNotFound):
+			errs = append(errs, err)
+		case v != nil:
+			vals[pending[j]] = v
+		}
+	}
+	return dedupErrors(errs)
+}
+
+// oneKey adapts a batch loader to one key, for a flight of that key alone.
+func oneKey[T any](key string, load func(context.Context, []string) (map[string]T, error)) func(context.Context) (T, error) {
+	return func(ctx context.Context) (T, error) {
+		m, err := load(ctx, []string{key})
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		v, ok := m[key]
+		if !ok {
+			return v, ErrNotFound
+		}
+		return v, nil
+	}
+}
+
+// runBatch is a batch's work: read L2 for its keys (withL2), load the keys
+// still missing with one call of load, store what it returns, and answer
+// every owned flight.
+func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func(context.Context, []string) (map[string]T, error), refresh bool) {
+	defer func() { // whatever happened, no owned flight is left unanswered
+		c.flights.mu.Lock()
+		defer c.flights.mu.Unlock()
+		for _, f := range owned {
+			if f.l2Done != nil && !isClosed(f.l2Done) {
+				f.l2Err = errGoexit
+				close(f.l2Done)
+			}
+			c.resolveLocked(f, nil, errGoexit)
+		}
+	}()
+	keys := make([]string, len(owned))
+	tickets := make([]keyguard.Ticket, len(owned))
+	for i, f := range owned {
+		keys[i], tickets[i] = f.key, c.guard.Ticket(f.key)
+	}
+	missing := owned
+	if withL2 {
+		l2 := c.readLayerMany(b.ctx, L2, keys)
+		var hits []int
+		missing = nil
+		c.flights.mu.Lock()
+		for i, f := range owned {
+			f.l2Value, f.l2Err = l2.vals[i], l2.errs[i]
+			close(f.l2Done)
+			if v := l2.vals[i]; v != nil {
+				hits = append(hits, i)
+				c.resolveLocked(f, v, nil)
+			} else {
+				f.loading = true
+				missing = append(missing, f)
+			}
+		}
+		c.flights.mu.Unlock()
+		c.refillMany(b.ctx, keys, l2.vals, tickets, hits)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	missingKeys := make([]string, len(missing))
+	missingTickets := make([]keyguard.Ticket, len(missing))
+	for i, f := range missing {
+		missingKeys[i], missingTickets[i] = f.key, c.guard.Ticket(f.key)
+	}
+	c.stats.loads.Add(1)
+	c.stats.batchKeysLoaded.Add(uint64(len(missing)))
+	data, err := callBatchLoader(b.ctx, load, missingKeys)
+	now := time.Now()
+	if err != nil {
+		c.stats.loadErrors.Add(1)
+		err = fmt.Errorf("tiercache: load %s: %w", keyList(missingKeys), err)
+		c.flights.mu.Lock()
+		for _, f := range missing {
+			c.resolveLocked(f, nil, err)
+		}
+		c.flights.mu.Unlock()
+		return
+	}
+	results := make([]*CacheValue[T], len(missing))
+	var store, gone []int
+	for i, key := range missingKeys {
+		if d, ok := data[key]; ok {
+			v := c.newValue(d, 0, now)
+			results[i] = &v
+			store = append(store, i)
+			continue
+		}
+		c.stats.notFound.Add(1)
+		if c.opts.NegativeTTL > 0 {
+			v := c.newNegative(now)
+			results[i] = &v
+			store = append(store, i)
+		} else if refresh {
+			gone = append(gone, i)
+		}
+	}
+	c.storeMany(b.ctx, missingKeys, results, missingTickets, store, now)
+	c.evictMany(b.ctx, missingKeys, missingTickets, gone)
+	c.flights.mu.Lock()
+	for i, f := range missing {
+		if results[i] == nil || results[i].Negative {
+			c.resolveLocked(f, results[i], fmt.Errorf("tiercache: load %q: %w", f.key, ErrNotFound))
+			continue
+		}
+		c.resolveLocked(f, results[i], nil)
+	}
+	c.flights.mu.Unlock()
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// callBatchLoader calls load, turning a panic into a *PanicError.
+func callBatchLoader[T any](ctx context.Context, load func(context.Context, []string) (map[string]T, error), keys []string) (data map[string]T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			data, err = nil, newPanicError(p)
+		}
+	}()
+	return load(ctx, keys)
+}
+
+// storeMany writes loaded values (the indexes in idx of keys and vals):
+// into L1 now, in one batch, into L2 through the Offload in one batch, then
+// announces them in one call. A key written or invalidated since its ticket
+// was taken is left alone.
+func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheValue[T], tickets []keyguard.Ticket, idx []int, now time.Time) {
+	if len(idx) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx) // the values are good even if every waiter has gone
+	sk := pick(keys, idx)
+	sv := make([]CacheValue[T], len(idx))
+	st := make([]keyguard.Ticket, len(idx))
+	for j, i := range idx {
+		sv[j], st[j] = *vals[i], tickets[i]
+	}
+	var err error
+	ok := c.guard.WriteManyIf(sk, st, true, func(ok []int) {
+		k, v := pickValues(sk, sv, ok)
+		for i := range v {
+			v[i] = c.l1Copy(v[i], now)
+		}
+		err = c.writeLayerMany(ctx, L1, k, v)
+	})
+	if err != nil {
+		c.stats.writeErrors.Add(1)
+	}
+	if len(ok) == 0 {
+		return
+	}
+	k, v := pickValues(sk, sv, ok)
+	after := make([]keyguard.Ticket, len(k))
+	for i, key := range k {
+		after[i] = c.guard.Ticket(key)
+	}
+	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+		var err error
+		// Under the keys' stripe locks: a Set of one of them that begins
+		// meanwhile waits for this write and lands after it.
+		ok := c.guard.WriteManyIf(k, after, false, func(ok []int) {
+			kk, vv := pickValues(k, v, ok)
+			err = c.writeLayerMany(ctx, L2, kk, vv)
+		})
+		if err != nil {
+			c.stats.writeErrors.Add(1)
+			return
+		}
+		if len(ok) > 0 {
+			kk, _ := pickValues(k, v, ok)
+			c.announce(ctx, kk...)
+		}
+	})
+}
+
+// evictMany removes keys a refresh found gone (the indexes in idx) from
+// both layers, unless written meanwhile, and announces them.
+func (c *Cache[T]) evictMany(ctx context.Context, keys []string, tickets []keyguard.Ticket, idx []int) {
+	if len(idx) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	ek := pick(keys, idx)
+	et := make([]keyguard.Ticket, len(idx))
+	for j, i := range idx {
+		et[j] = tickets[i]
+	}
+	var evicted []string
+	c.guard.WriteManyIf(ek, et, true, func(ok []int) {
+		for _, i := range ok {
+			if err := errors.Join(c.deleteL1(ctx, ek[i]), c.deleteL2(ctx, ek[i])); err != nil {
+				c.stats.writeErrors.Add(1)
+			}
+			evicted = append(evicted, ek[i])
+		}
+	})
+	if len(evicted) > 0 {
+		c.announce(ctx, evicted...)
+	}
+}
+
+// refreshMany schedules one background reload of the stale keys, in one
+// batch, skipping keys with a refresh scheduled or a load under way.
+func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(context.Context, []string) (map[string]T, error)) {
+	var marked []string
+	for _, key := range keys {
+		if c.refreshes.mark(key) {
+			marked = append(marked, key)
+		}
+	}
+	if len(marked) == 0 {
+		return
+	}
+	ok := c.goBackground(ctx, OffloadKindRefresh, func(ctx context.Context) {
+		defer func() {
+			for _, key := range marked {
+				c.refreshes.unmark(key)
+			}
+		}()
+		b := &batch{}
+		life, cancel := context.WithCancel(c.closeCtx)
+		b.ctx, b.cancel = readctx.Detached(ctx, life), cancel
+		var owned []*flight[T]
+		c.flights.mu.Lock()
+		for _, key := range marked {
+			if f := c.flights.m[key]; f != nil && f.loading {
+				continue // a load of the key is under way
+			}
+			f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{}), refresh: true, loading: true}
+			f.cancel = func() {
+				if b.active--; b.active == 0 {
+					b.cancel()
+				}
+			}
+			c.flights.m[key] = f
+			owned = append(owned, f)
+		}
+		b.active = len(owned)
+		c.flights.mu.Unlock()
+		if len(owned) == 0 {
+			cancel()
+			return
+		}
+		defer func() {
+			for _, f := range owned {
+				c.leave(f)
+			}
+		}()
+		c.stats.refreshes.Add(uint64(len(owned)))
+		c.runBatch(b, owned, false, load, true)
+	})
+	if !ok {
+		for _, key := range marked {
+			c.refreshes.unmark(key)
+		}
+	}
+}
+
+// keyList names keys in an error: all of them, or the first few and a
+// count.
+func keyList(keys []string) string {
+	const shown = 5
+	quoted := make([]string, 0, min(len(keys), shown))
+	for _, k := range keys[:min(len(keys), shown)] {
+		quoted = append(quoted, fmt.Sprintf("%q", k))
+	}
+	s := strings.Join(quoted, ", ")
+	if len(keys) > shown {
+		s += fmt.Sprintf(" and %d more", len(keys)-shown)
+	}
+	if len(keys) == 1 {
+		return "key " + s
+	}
+	return fmt.Sprintf("%d keys (%s)", len(keys), s)
+}
+
+// joinKeyErrors joins the distinct errors of the keys that have one.
+func joinKeyErrors(_ []string, errs []error) error {
+	var out []error
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return errors.Join(dedupErrors(out)...)
+}
+
+// dedupErrors drops repeated errors (the same value), which a batch
+// failure gives every key of the batch.
+func dedupErrors(errs []error) []error {
+	out := errs[:0:0]
+	for _, err := range errs {
+		dup := false
+		for _, o := range out {
+			if o == err {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, err)
+		}
+	}
+	return out
+}

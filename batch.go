@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/keyguard"
 	"github.com/tiercache/tiercache/internal/readctx"
 )
@@ -220,9 +221,21 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 		_ = g.Wait()
 		return out
 	}
+	permit, allowed := breaker.Permit{}, true
+	if l == L2 {
+		if permit, allowed = c.l2Allow(); !allowed {
+			for i := range keys {
+				out.errs[i] = ErrBreakerOpen
+			}
+			return out
+		}
+	}
 	start := time.Now()
 	vals, err := getMany(ctx, bb, keys, timeout)
 	now := time.Now()
+	if l == L2 {
+		l2Done(permit, ctx, err)
+	}
 	latency := now.Sub(start)
 	whole := err != nil && len(vals) != len(keys)
 	for i := range keys {
@@ -261,22 +274,32 @@ func getMany[T any](ctx context.Context, bb BatchBackend[T], keys []string, time
 // a BatchBackend, otherwise key by key, concurrently. A distrusted L1 is not
 // written.
 func (c *Cache[T]) writeLayerMany(ctx context.Context, l Layer, keys []string, vals []CacheValue[T]) error {
-	backend, timeout := c.l2, c.opts.L2Timeout
+	backend, timeout, set := c.l2, c.opts.L2Timeout, c.setL2
 	if l == L1 {
 		if !c.l1Trusted() {
 			return nil
 		}
-		backend, timeout = c.l1, c.opts.L1Timeout
+		backend, timeout, set = c.l1, c.opts.L1Timeout, c.setL1
 	}
 	if bb, ok := backend.(BatchBackend[T]); ok {
-		return layerOp(ctx, l, timeout, func(ctx context.Context) error { return bb.SetMany(ctx, keys, vals) })
+		if l == L1 {
+			return layerOp(ctx, l, timeout, func(ctx context.Context) error { return bb.SetMany(ctx, keys, vals) })
+		}
+		p, ok := c.l2Allow()
+		if !ok {
+			c.stats.writesSkipped.Add(uint64(len(keys)))
+			return nil
+		}
+		err := layerOp(ctx, l, timeout, func(ctx context.Context) error { return bb.SetMany(ctx, keys, vals) })
+		l2Done(p, ctx, err)
+		return err
 	}
 	errs := make([]error, len(keys))
 	var g errgroup.Group
 	g.SetLimit(BatchConcurrency)
 	for i, key := range keys {
 		g.Go(func() error {
-			errs[i] = layerOp(ctx, l, timeout, func(ctx context.Context) error { return backend.Set(ctx, key, vals[i]) })
+			errs[i] = set(ctx, key, vals[i])
 			return nil
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/keyguard"
 	"github.com/tiercache/tiercache/internal/readctx"
 	"github.com/tiercache/tiercache/internal/track"
@@ -50,7 +51,8 @@ type Cache[T any] struct {
 	stats       counters
 	bg          track.Group // flights and offloaded tasks under way
 	coherence   coherence
-	readL1None  ReadFunc[T] // readL1Distrusted, bound once
+	breaker     *breaker.Breaker // nil: none
+	readL1None  ReadFunc[T]      // readL1Distrusted, bound once
 	closed      atomic.Bool
 	closedSub   atomic.Bool        // the subscription has been closed
 	closeCancel context.CancelFunc // cancels every flight's ctx
@@ -86,6 +88,7 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 		c.policyOff = trackedOffload[T]{c} // Close must wait for losing reads too
 	}
 	c.readL1, c.readL2, c.readL1None = c.getL1, c.getL2, readL1Distrusted[T]
+	c.breaker = c.newBreaker(o.Breaker)
 	_, c.sequential = c.policy.(SequentialReadPolicy[T])
 	c.flights.m = make(map[string]*flight[T])
 	c.refreshes.m = make(map[string]struct{})
@@ -215,6 +218,7 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 func (c *Cache[T]) Stats() Stats {
 	s := c.stats.snapshot()
 	s.Unsubscribed = c.offlineFor()
+	s.Breaker = c.breakerStats()
 	return s
 }
 
@@ -361,7 +365,13 @@ func (c *Cache[T]) getL1(ctx context.Context, key string) (*CacheValue[T], error
 }
 
 func (c *Cache[T]) getL2(ctx context.Context, key string) (*CacheValue[T], error) {
-	return getWithin(ctx, c.l2, key, c.opts.L2Timeout)
+	p, ok := c.l2Allow()
+	if !ok {
+		return nil, ErrBreakerOpen
+	}
+	v, err := getWithin(ctx, c.l2, key, c.opts.L2Timeout)
+	l2Done(p, ctx, err)
+	return v, err
 }
 
 func getWithin[T any](ctx context.Context, b Backend[T], key string, timeout time.Duration) (*CacheValue[T], error) {
@@ -380,7 +390,14 @@ func (c *Cache[T]) setL1(ctx context.Context, key string, v CacheValue[T]) error
 }
 
 func (c *Cache[T]) setL2(ctx context.Context, key string, v CacheValue[T]) error {
-	return layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Set(ctx, key, v) })
+	p, ok := c.l2Allow()
+	if !ok {
+		c.stats.writesSkipped.Add(1)
+		return nil
+	}
+	err := layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Set(ctx, key, v) })
+	l2Done(p, ctx, err)
+	return err
 }
 
 func (c *Cache[T]) deleteL1(ctx context.Context, key string) error {
@@ -388,7 +405,13 @@ func (c *Cache[T]) deleteL1(ctx context.Context, key string) error {
 }
 
 func (c *Cache[T]) deleteL2(ctx context.Context, key string) error {
-	return layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Delete(ctx, key) })
+	p, ok := c.l2Allow()
+	if !ok {
+		return &layerError{L2, ErrBreakerOpen}
+	}
+	err := layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Delete(ctx, key) })
+	l2Done(p, ctx, err)
+	return err
 }
 
 // layerOp runs one backend write of layer l under timeout, containing a

@@ -79,6 +79,9 @@ type Options[T any] struct {
 	// it restored, L1 is flushed and read and written around. L1 must
 	// implement Flusher. Nil: no cross-instance invalidation.
 	Invalidator Invalidator
+	// Breaker is the circuit breaker in front of L2; see BreakerOptions.
+	// Zero: no breaker.
+	Breaker BreakerOptions
 }
 
 // validate checks o and returns the first problem found.
@@ -101,6 +104,9 @@ func (o *Options[T]) validate() error {
 	}
 	if math.IsNaN(o.TTLJitter) || o.TTLJitter < 0 || o.TTLJitter >= 1 {
 		return fmt.Errorf("tiercache: Options.TTLJitter must be in [0, 1), got %v", o.TTLJitter)
+	}
+	if err := o.Breaker.validate(); err != nil {
+		return err
 	}
 	if o.Refill > RefillNever {
 		return fmt.Errorf("tiercache: Options.Refill: unknown %v", o.Refill)

@@ -64,6 +64,10 @@ type Stats struct {
 	// BatchKeysCoalesced counts the keys they took from a read or load
 	// another caller had under way.
 	BatchKeysCoalesced uint64
+
+	// Breaker is the circuit breaker in front of L2: its state and
+	// transitions. All zero without a breaker.
+	Breaker BreakerStats
 }
 
 // LayerStats counts one layer's reads.
@@ -117,6 +121,9 @@ func (l *layerCounters) record(rep LayerReport) {
 	case StatusMiss:
 		l.miss.Record(rep.Latency)
 	case StatusFailed:
+		if rep.Err == ErrBreakerOpen {
+			return // not a read of the layer: counted in Stats.Breaker
+		}
 		l.failed.Record(rep.Latency)
 	case StatusAbandoned:
 		l.abandoned.Add(1)
@@ -155,6 +162,7 @@ type counters struct {
 	subscriptionDrops                               atomic.Uint64
 	batchCalls, batchKeys                           atomic.Uint64
 	batchKeysLoaded, batchKeysCoalesced             atomic.Uint64
+	breakerCloses, writesSkipped                    atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {

@@ -1,0 +1,156 @@
+package tiercache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache"
+)
+
+func TestBreakerOffByDefault(t *testing.T) {
+	ctx := context.Background()
+	l1, l2 := newFakeBackend(), newFakeBackend()
+	l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
+	c := openCache(t, l1, l2, nil)
+	for range 50 {
+		_, _, err := c.Get(ctx, "k")
+		require.NoError(t, err, "an L1 miss and an L2 failure is a miss")
+	}
+	require.Equal(t, 50, l2.calls().gets, "every read reaches L2")
+	require.Equal(t, tiercache.BreakerStats{}, c.Stats().Breaker)
+}
+
+func TestBreakerOptionsValidated(t *testing.T) {
+	for _, o := range []tiercache.BreakerOptions{{Failures: -1}, {Failures: 1, CoolDown: -time.Second}, {Failures: 1, Probes: -2}} {
+		_, err := tiercache.New[string](newFakeBackend(), newFakeBackend(), &tiercache.Options[string]{Breaker: o})
+		require.ErrorContains(t, err, "tiercache: Options.Breaker.")
+	}
+}
+
+// After a run of L2 failures the breaker opens: L2 is not called, reads
+// and loads go on from L1 and the loader, Sets write L1 and count the L2
+// write as skipped, Deletes clear L1 and say L2 was not reached.
+func TestBreakerOpens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		down := errors.New("redis down")
+		l2.configure(func(b *fakeBackend) { b.getErr, b.setErr = down, down })
+		c := openCache(t, l1, l2, &tiercache.Options[string]{
+			Breaker: tiercache.BreakerOptions{Failures: 3, CoolDown: time.Second},
+			Offload: &inlineOffload{},
+		})
+		l1.put("hot", tiercache.CacheValue[string]{Data: "in L1"})
+		for range 3 {
+			_, _, err := c.Get(ctx, "cold")
+			require.NoError(t, err, "an L1 miss and an L2 failure is a miss")
+		}
+		s := c.Stats().Breaker
+		require.Equal(t, tiercache.BreakerOpen, s.State)
+		require.Equal(t, uint64(1), s.Opens)
+		gets := l2.calls().gets
+
+		_, ok, err := c.Get(ctx, "cold")
+		require.NoError(t, err)
+		require.False(t, ok)
+		v, ok, err := c.Get(ctx, "hot")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "in L1", v)
+		loaded, err := c.GetOrLoad(ctx, "new", func(context.Context) (string, error) { return "from origin", nil })
+		require.NoError(t, err)
+		require.Equal(t, "from origin", loaded)
+		require.Equal(t, gets, l2.calls().gets, "L2 is not read while open")
+
+		sets := l2.calls().sets
+		require.NoError(t, c.Set(ctx, "written", "L1 only", 0))
+		got, inL1 := l1.peek("written")
+		require.True(t, inL1)
+		require.Equal(t, "L1 only", got.Data)
+		require.Equal(t, sets, l2.calls().sets, "L2 is not written while open")
+
+		err = c.Delete(ctx, "hot")
+		require.ErrorIs(t, err, tiercache.ErrBreakerOpen)
+		_, inL1 = l1.peek("hot")
+		require.False(t, inL1, "L1 is cleared all the same")
+
+		s = c.Stats().Breaker
+		require.Equal(t, uint64(2), s.WritesSkipped, "the Set and the loaded value's L2 write")
+		require.Positive(t, s.Rejected)
+		require.Equal(t, uint64(3), c.Stats().L2.Failures, "refused reads are not counted as L2 failures")
+	})
+}
+
+// After the cool-down one probe goes through: a success closes the breaker,
+// a failure opens it for another cool-down.
+func TestBreakerProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		down := errors.New("redis down")
+		l2.configure(func(b *fakeBackend) { b.getErr = down })
+		c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
+		_, _, _ = c.Get(ctx, "k")
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+
+		time.Sleep(time.Second)
+		gets := l2.calls().gets
+		_, _, _ = c.Get(ctx, "k") // the probe fails
+		require.Equal(t, gets+1, l2.calls().gets, "a probe went through")
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+		require.Equal(t, uint64(2), c.Stats().Breaker.Opens)
+
+		time.Sleep(500 * time.Millisecond)
+		_, _, _ = c.Get(ctx, "k")
+		require.Equal(t, gets+1, l2.calls().gets, "a new cool-down started at the failed probe")
+
+		l2.configure(func(b *fakeBackend) { b.getErr = nil })
+		time.Sleep(500 * time.Millisecond)
+		_, _, err := c.Get(ctx, "k") // the probe succeeds (a miss is a success)
+		require.NoError(t, err)
+		s := c.Stats().Breaker
+		require.Equal(t, tiercache.BreakerClosed, s.State)
+		require.Equal(t, uint64(1), s.Closes)
+	})
+}
+
+// Timeouts count as failures; the caller's own cancellations and misses do
+// not.
+func TestBreakerCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		c := openCache(t, l1, l2, &tiercache.Options[string]{
+			L2Timeout: 10 * time.Millisecond,
+			Breaker:   tiercache.BreakerOptions{Failures: 2},
+		})
+		for range 5 {
+			_, _, err := c.Get(context.Background(), "missing")
+			require.NoError(t, err)
+		}
+		require.Equal(t, tiercache.BreakerClosed, c.Stats().Breaker.State, "misses are successes")
+
+		l2.configure(func(b *fakeBackend) { b.delay = time.Hour })
+		for range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+			_, _, _ = c.Get(ctx, "k") // the caller gives up before L2Timeout
+			cancel()
+		}
+		require.Equal(t, tiercache.BreakerClosed, c.Stats().Breaker.State, "the caller's deadline is not L2's failure")
+
+		for range 2 {
+			_, _, _ = c.Get(context.Background(), "k") // L2Timeout
+		}
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State, "timeouts are failures")
+	})
+}
+
+func TestBreakerStateString(t *testing.T) {
+	require.Equal(t, "closed", tiercache.BreakerClosed.String())
+	require.Equal(t, "open", tiercache.BreakerOpen.String())
+	require.Equal(t, "half-open", tiercache.BreakerHalfOpen.String())
+}

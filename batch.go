@@ -43,6 +43,16 @@ const BatchConcurrency = 16
 // every layer failed for some keys, which it names; the values found are
 // returned with it.
 func (c *Cache[T]) GetMany(ctx context.Context, keys []string) (map[string]T, error) {
+	if c.obs == nil {
+		return c.getMany(ctx, keys)
+	}
+	ctx, start := c.startOp(ctx, OpGetMany)
+	out, err := c.getMany(ctx, keys)
+	c.endOp(ctx, OpGetMany, start, opInfo{}, len(out) > 0, len(keys), err)
+	return out, err
+}
+
+func (c *Cache[T]) getMany(ctx context.Context, keys []string) (map[string]T, error) {
 	uniq, err := c.checkKeys(keys)
 	if err != nil {
 		return nil, err
@@ -93,6 +103,16 @@ func (c *Cache[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 // one batch. When load fails, the values already found are returned with an
 // error naming the keys it was asked for; an L2 failure degrades to load.
 func (c *Cache[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
+	if c.obs == nil {
+		return c.getOrLoadMany(ctx, keys, load)
+	}
+	ctx, start := c.startOp(ctx, OpGetOrLoadMany)
+	out, err := c.getOrLoadMany(ctx, keys, load)
+	c.endOp(ctx, OpGetOrLoadMany, start, opInfo{}, len(out) > 0, len(keys), err)
+	return out, err
+}
+
+func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
 	uniq, err := c.checkKeys(keys)
 	if err != nil {
 		return nil, err
@@ -199,12 +219,12 @@ type layerBatch[T any] struct {
 // batch's latency. A distrusted L1 is not read: every key misses.
 func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) layerBatch[T] {
 	out := layerBatch[T]{vals: make([]*CacheValue[T], len(keys)), errs: make([]error, len(keys))}
-	backend, read, timeout, stats := c.l2, c.readL2, c.opts.L2Timeout, &c.stats.l2
+	backend, read, timeout := c.l2, c.readL2, c.opts.L2Timeout
 	if l == L1 {
 		if !c.l1Trusted() {
 			return out
 		}
-		backend, read, timeout, stats = c.l1, c.readL1, c.opts.L1Timeout, &c.stats.l1
+		backend, read, timeout = c.l1, c.readL1, c.opts.L1Timeout
 	}
 	bb, batch := backend.(BatchBackend[T])
 	if !batch {
@@ -213,7 +233,7 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 		for i, key := range keys {
 			g.Go(func() error {
 				v, rep := readLayer(ctx, key, read)
-				stats.record(rep)
+				c.recordRead(ctx, l, rep)
 				out.vals[i], out.errs[i] = v, rep.Err
 				return nil
 			})
@@ -253,7 +273,7 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 			out.vals[i] = vals[i]
 			rep.Status = StatusHit
 		}
-		stats.record(rep)
+		c.recordRead(ctx, l, rep)
 	}
 	return out
 }
@@ -376,8 +396,8 @@ func (c *Cache[T]) readBatch(ctx context.Context, keys []string) batchRead[T] {
 		for i, key := range keys {
 			g.Go(func() error {
 				res, err := c.policy.Read(ctx, key, c.l1Reader(), c.readL2, c.policyOff)
-				c.stats.l1.record(res.L1)
-				c.stats.l2.record(res.L2)
+				c.recordRead(ctx, L1, res.L1)
+				c.recordRead(ctx, L2, res.L2)
 				r.vals[i], fromL2[i] = res.Value, res.Source == L2
 				if err != nil && ctx.Err() == nil {
 					r.failed[i] = err
@@ -526,10 +546,13 @@ func (c *Cache[T]) refillMany(ctx context.Context, keys []string, vals []*CacheV
 		})
 		c.stats.refillsSkipped.Add(uint64(len(rk) - len(ok)))
 		if err != nil {
-			c.stats.writeErrors.Add(1)
+			c.writeFailed(ctx, L1, err)
 			return
 		}
 		c.stats.refills.Add(uint64(len(ok)))
+		if len(ok) > 0 {
+			c.observe(ctx, Event{Kind: EventRefill, Keys: len(ok)})
+		}
 	})
 }
 
@@ -704,8 +727,12 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 	}
 	c.stats.loads.Add(1)
 	c.stats.batchKeysLoaded.Add(uint64(len(missing)))
+	start := time.Now()
 	data, err := callBatchLoader(b.ctx, load, missingKeys)
 	now := time.Now()
+	if c.obs != nil {
+		c.observeLoad(b.ctx, start, len(missingKeys), err, nil)
+	}
 	if err != nil {
 		c.stats.loadErrors.Add(1)
 		err = fmt.Errorf("tiercache: load %s: %w", keyList(missingKeys), err)
@@ -790,7 +817,7 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 		err = c.writeLayerMany(ctx, L1, k, v)
 	})
 	if err != nil {
-		c.stats.writeErrors.Add(1)
+		c.writeFailed(ctx, L1, err)
 	}
 	if len(ok) == 0 {
 		return
@@ -809,7 +836,7 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 			err = c.writeLayerMany(ctx, L2, kk, vv)
 		})
 		if err != nil {
-			c.stats.writeErrors.Add(1)
+			c.writeFailed(ctx, L2, err)
 			return
 		}
 		if len(ok) > 0 {
@@ -835,7 +862,7 @@ func (c *Cache[T]) evictMany(ctx context.Context, keys []string, tickets []keygu
 	c.guard.WriteManyIf(ek, et, true, func(ok []int) {
 		for _, i := range ok {
 			if err := errors.Join(c.deleteL1(ctx, ek[i]), c.deleteL2(ctx, ek[i])); err != nil {
-				c.stats.writeErrors.Add(1)
+				c.writeFailed(ctx, NoLayer, err)
 			}
 			evicted = append(evicted, ek[i])
 		}
@@ -893,6 +920,7 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 			}
 		}()
 		c.stats.refreshes.Add(uint64(len(owned)))
+		c.observe(ctx, Event{Kind: EventRefresh, Keys: len(owned)})
 		c.runBatch(b, owned, false, load, true)
 	})
 	if !ok {

@@ -96,6 +96,7 @@ func (c *Cache[T]) newBreaker(o BreakerOptions) *breaker.Breaker {
 		if from == breaker.HalfOpen && to == breaker.Closed {
 			c.stats.breakerCloses.Add(1)
 		}
+		c.observe(context.Background(), Event{Kind: EventBreakerChanged, From: BreakerState(from), To: BreakerState(to)})
 	})
 }
 

@@ -52,6 +52,8 @@ type Cache[T any] struct {
 	bg          track.Group // flights and offloaded tasks under way
 	coherence   coherence
 	breaker     *breaker.Breaker // nil: none
+	obs         Observer         // nil: none
+	opObs       OpObserver       // obs, when it is one
 	readL1None  ReadFunc[T]      // readL1Distrusted, bound once
 	closed      atomic.Bool
 	closedSub   atomic.Bool        // the subscription has been closed
@@ -88,6 +90,8 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 		c.policyOff = trackedOffload[T]{c} // Close must wait for losing reads too
 	}
 	c.readL1, c.readL2, c.readL1None = c.getL1, c.getL2, readL1Distrusted[T]
+	c.obs = o.Observer
+	c.opObs, _ = o.Observer.(OpObserver)
 	c.breaker = c.newBreaker(o.Breaker)
 	_, c.sequential = c.policy.(SequentialReadPolicy[T])
 	c.flights.m = make(map[string]*flight[T])
@@ -109,27 +113,42 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 // (zero, false, nil); the error is non-nil only when every layer failed or
 // ctx ended. An L2 hit is copied into L1 in the background.
 func (c *Cache[T]) Get(ctx context.Context, key string) (T, bool, error) {
+	if c.obs == nil {
+		return c.get(ctx, key, nil)
+	}
+	ctx, start := c.startOp(ctx, OpGet)
+	var info opInfo
+	v, ok, err := c.get(ctx, key, &info)
+	c.endOp(ctx, OpGet, start, info, ok, 1, err)
+	return v, ok, err
+}
+
+func (c *Cache[T]) get(ctx context.Context, key string, info *opInfo) (T, bool, error) {
 	var zero T
 	if err := c.check(key); err != nil {
 		return zero, false, err
 	}
 	var v *CacheValue[T]
+	var src Layer
 	if c.sequential {
 		var err error
-		if v, err = c.getSequential(ctx, key); err != nil {
+		if v, src, err = c.getSequential(ctx, key); err != nil {
 			return zero, false, err
 		}
 	} else {
 		gen := c.guard.Ticket(key)
 		res, err := c.policy.Read(ctx, key, c.l1Reader(), c.readL2, c.policyOff)
-		c.stats.l1.record(res.L1)
-		c.stats.l2.record(res.L2)
+		c.recordRead(ctx, L1, res.L1)
+		c.recordRead(ctx, L2, res.L2)
 		if err != nil {
 			return zero, false, err
 		}
-		if v = res.Value; v != nil && res.Source == L2 {
+		if v, src = res.Value, res.Source; v != nil && src == L2 {
 			c.refill(ctx, key, v, gen)
 		}
+	}
+	if info != nil {
+		info.src = src
 	}
 	if v == nil {
 		return zero, false, nil
@@ -144,37 +163,47 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, bool, error) {
 // getSequential is Get's read under SequentialReadPolicy, the default: the
 // policy's reads, in line, so that an L1 hit costs no interface call and the
 // refill guard is consulted only when L2 is read.
-func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T], error) {
+func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T], Layer, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, readCanceled(key, err)
+		return nil, NoLayer, readCanceled(key, err)
 	}
 	var res ReadResult[T]
 	v, rep := readLayer(ctx, key, c.l1Reader())
-	c.stats.l1.record(rep)
+	c.recordRead(ctx, L1, rep)
 	if v != nil {
-		return v, nil
+		return v, L1, nil
 	}
 	res.L1 = rep
 	if err := ctx.Err(); err != nil {
-		return nil, readCanceled(key, err)
+		return nil, NoLayer, readCanceled(key, err)
 	}
 	gen := c.guard.Ticket(key)
 	v, res.L2 = readLayer(ctx, key, c.readL2)
-	c.stats.l2.record(res.L2)
+	c.recordRead(ctx, L2, res.L2)
 	if v != nil {
 		c.refill(ctx, key, v, gen)
-		return v, nil
+		return v, L2, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, readCanceled(key, err)
+		return nil, NoLayer, readCanceled(key, err)
 	}
-	return nil, missOrFailure(key, &res)
+	return nil, NoLayer, missOrFailure(key, &res)
 }
 
 // Set stores value under key in both layers through the WritePolicy. ttl 0
 // means Options.DefaultTTL; the time to live is shortened by TTLJitter, and
 // the value goes stale after StaleAfter. A negative ttl is an error.
 func (c *Cache[T]) Set(ctx context.Context, key string, value T, ttl time.Duration) error {
+	if c.obs == nil {
+		return c.set(ctx, key, value, ttl)
+	}
+	ctx, start := c.startOp(ctx, OpSet)
+	err := c.set(ctx, key, value, ttl)
+	c.endOp(ctx, OpSet, start, opInfo{}, false, 1, err)
+	return err
+}
+
+func (c *Cache[T]) set(ctx context.Context, key string, value T, ttl time.Duration) error {
 	if err := c.check(key); err != nil {
 		return err
 	}
@@ -197,6 +226,16 @@ func (c *Cache[T]) Set(ctx context.Context, key string, value T, ttl time.Durati
 // Delete removes key from both layers and returns their joined errors. L1 is
 // cleared even when L2 fails.
 func (c *Cache[T]) Delete(ctx context.Context, key string) error {
+	if c.obs == nil {
+		return c.delete(ctx, key)
+	}
+	ctx, start := c.startOp(ctx, OpDelete)
+	err := c.delete(ctx, key)
+	c.endOp(ctx, OpDelete, start, opInfo{}, false, 1, err)
+	return err
+}
+
+func (c *Cache[T]) delete(ctx context.Context, key string) error {
 	if err := c.check(key); err != nil {
 		return err
 	}
@@ -311,10 +350,11 @@ func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen
 			return
 		}
 		if err != nil {
-			c.stats.writeErrors.Add(1)
+			c.writeFailed(ctx, L1, err)
 			return
 		}
 		c.stats.refills.Add(1)
+		c.observe(ctx, Event{Kind: EventRefill, Keys: 1})
 	})
 }
 
@@ -336,7 +376,7 @@ type trackedOffload[T any] struct{ c *Cache[T] }
 func (t trackedOffload[T]) Go(kind string, task func(ctx context.Context)) bool {
 	c := t.c
 	if !c.bg.Add() {
-		c.stats.offloadRejected.Add(1)
+		c.rejected(kind)
 		return false
 	}
 	ok := c.off.Go(kind, func(ctx context.Context) {
@@ -345,9 +385,15 @@ func (t trackedOffload[T]) Go(kind string, task func(ctx context.Context)) bool 
 	})
 	if !ok {
 		c.bg.Done()
-		c.stats.offloadRejected.Add(1)
+		c.rejected(kind)
 	}
 	return ok
+}
+
+// rejected counts background work the Offload refused and observes it.
+func (c *Cache[T]) rejected(kind string) {
+	c.stats.offloadRejected.Add(1)
+	c.observe(context.Background(), Event{Kind: EventOffloadRejected, OffloadKind: kind})
 }
 
 // withTimeout gives ctx the deadline d from now, when d is set.

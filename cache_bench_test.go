@@ -46,6 +46,19 @@ func BenchmarkCacheGet(b *testing.B) {
 			sinkData, _, _ = c.Get(ctx, "key")
 		}
 	})
+	observed, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{
+		Observer: tiercache.ObserverFunc(func(context.Context, tiercache.Event) {}),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = observed.Close(ctx) })
+	b.Run("impl=cache-get-noop-observer/l1=hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			sinkData, _, _ = observed.Get(ctx, "key")
+		}
+	})
 	load := func(context.Context) (string, error) { return "loaded", nil }
 	b.Run("impl=cache-getorload/l1=hit", func(b *testing.B) {
 		b.ReportAllocs()

@@ -47,10 +47,11 @@ func (c *Cache[T]) onInvalidation(e InvalidationEvent) {
 		c.stats.invalidationsReceived.Add(uint64(len(e.Keys)))
 		ctx, cancel := withTimeout(context.Background(), flushTimeout)
 		defer cancel()
+		c.observe(ctx, Event{Kind: EventInvalidationReceived, Keys: len(e.Keys)})
 		for _, key := range e.Keys {
 			c.guard.Invalidate(key, func() {
 				if err := c.deleteL1(ctx, key); err != nil {
-					c.stats.writeErrors.Add(1)
+					c.writeFailed(ctx, L1, err)
 					return
 				}
 				c.stats.invalidationEvictions.Add(1)
@@ -63,6 +64,7 @@ func (c *Cache[T]) onInvalidation(e InvalidationEvent) {
 		c.coherence.lostAt.Store(time.Now().UnixNano())
 		c.stats.subscriptionDrops.Add(1)
 		c.flushL1()
+		c.observe(context.Background(), Event{Kind: EventSubscriptionLost})
 	case SubscriptionRestored:
 		if !c.coherence.distrusted.Load() {
 			return
@@ -72,6 +74,7 @@ func (c *Cache[T]) onInvalidation(e InvalidationEvent) {
 			c.coherence.offline.Add(time.Now().UnixNano() - lost)
 		}
 		c.coherence.distrusted.Store(false)
+		c.observe(context.Background(), Event{Kind: EventSubscriptionRestored})
 	}
 }
 
@@ -81,7 +84,7 @@ func (c *Cache[T]) flushL1() {
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	if err := c.coherence.flusher.Flush(ctx); err != nil {
-		c.stats.writeErrors.Add(1)
+		c.writeFailed(ctx, L1, err)
 	}
 }
 
@@ -91,7 +94,9 @@ func (c *Cache[T]) announce(ctx context.Context, keys ...string) {
 	if sub == nil {
 		return
 	}
-	if err := sub.Announce(ctx, keys...); err != nil {
+	err := sub.Announce(ctx, keys...)
+	c.observe(ctx, Event{Kind: EventInvalidationSent, Keys: len(keys), Err: err})
+	if err != nil {
 		c.stats.invalidationErrors.Add(1)
 		return
 	}

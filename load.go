@@ -38,6 +38,17 @@ import (
 // refreshed in the background: one refresh per key at a time, none while a
 // load of the key is under way, rewriting both layers.
 func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx context.Context) (T, error)) (T, error) {
+	if c.obs == nil {
+		return c.getOrLoad(ctx, key, load, nil)
+	}
+	ctx, start := c.startOp(ctx, OpGetOrLoad)
+	var info opInfo
+	v, err := c.getOrLoad(ctx, key, load, &info)
+	c.endOp(ctx, OpGetOrLoad, start, info, err == nil, 1, err)
+	return v, err
+}
+
+func (c *Cache[T]) getOrLoad(ctx context.Context, key string, load func(ctx context.Context) (T, error), info *opInfo) (T, error) {
 	var zero T
 	if err := c.check(key); err != nil {
 		return zero, err
@@ -46,12 +57,12 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		return zero, fmt.Errorf("tiercache: get or load %q: nil load function", key)
 	}
 	if c.sequential {
-		return c.getOrLoadSequential(ctx, key, load)
+		return c.getOrLoadSequential(ctx, key, load, info)
 	}
 	call := &loadCall[T]{c: c}
 	defer call.finish()
 	res, err := c.policy.Read(ctx, key, c.l1Reader(), call.readL2, c.policyOff)
-	c.stats.l1.record(res.L1) // the shared L2 reads record themselves
+	c.recordRead(ctx, L1, res.L1) // the shared L2 reads record themselves
 	if res.L2.Err != nil {
 		var le *loadError
 		if errors.As(res.L2.Err, &le) { // joined someone else's load, which failed
@@ -59,6 +70,9 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		}
 	}
 	if v := res.Value; v != nil {
+		if info != nil {
+			info.src = res.Source
+		}
 		return c.serve(ctx, key, v, load) // an L2 hit was refilled by its flight
 	}
 	if err != nil && ctx.Err() != nil {
@@ -72,21 +86,24 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		defer c.leave(f)
 	}
 	v, err := c.await(ctx, f, load)
-	return c.loaded(ctx, key, v, err, load)
+	return c.loaded(ctx, key, v, err, load, f, info)
 }
 
 // getOrLoadSequential is GetOrLoad under SequentialReadPolicy, the default:
 // L1, then the key's flight, which reads L2 and on a miss loads. It reads
 // exactly as the policy does, without the closure a policy's L2 reader would
 // cost on every call.
-func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load func(context.Context) (T, error)) (T, error) {
+func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load func(context.Context) (T, error), info *opInfo) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, readCanceled(key, err)
 	}
 	v, rep := readLayer(ctx, key, c.l1Reader())
-	c.stats.l1.record(rep)
+	c.recordRead(ctx, L1, rep)
 	if v != nil {
+		if info != nil {
+			info.src = L1
+		}
 		return c.serve(ctx, key, v, load)
 	}
 	if err := ctx.Err(); err != nil {
@@ -95,20 +112,30 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 	f, _ := c.joinRead(ctx, key)
 	if f == nil { // a refresh is loading the key: L2 likely holds the stale value
 		if v, err := c.readL2Direct(ctx, key); err == nil && v != nil {
+			if info != nil {
+				info.src = L2
+			}
 			return c.serve(ctx, key, v, load)
 		}
 		f = c.joinLoad(ctx, key, false)
 	}
 	defer c.leave(f)
 	v, err := c.await(ctx, f, load)
-	return c.loaded(ctx, key, v, err, load)
+	return c.loaded(ctx, key, v, err, load, f, info)
 }
 
-// loaded turns what a flight answered into GetOrLoad's answer.
-func (c *Cache[T]) loaded(ctx context.Context, key string, v *CacheValue[T], err error, load func(context.Context) (T, error)) (T, error) {
+// loaded turns what flight f answered into GetOrLoad's answer.
+func (c *Cache[T]) loaded(ctx context.Context, key string, v *CacheValue[T], err error, load func(context.Context) (T, error), f *flight[T], info *opInfo) (T, error) {
 	if err != nil {
 		var zero T
 		return zero, err
+	}
+	if info != nil {
+		if v == f.l2Value {
+			info.src = L2
+		} else {
+			info.loaded = true
+		}
 	}
 	return c.serve(ctx, key, v, load)
 }
@@ -280,7 +307,7 @@ func waitDone[T any](ctx context.Context, f *flight[T]) (*CacheValue[T], error) 
 // readL2Direct reads L2 outside any flight, counting the read.
 func (c *Cache[T]) readL2Direct(ctx context.Context, key string) (*CacheValue[T], error) {
 	v, rep := readLayer(ctx, key, c.readL2)
-	c.stats.l2.record(rep)
+	c.recordRead(ctx, L2, rep)
 	return v, rep.Err
 }
 
@@ -368,7 +395,7 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 		if rep.Status == StatusFailed && f.ctx.Err() != nil {
 			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
 		}
-		c.stats.l2.record(rep)
+		c.recordRead(f.ctx, L2, rep)
 		if v != nil {
 			c.refill(f.ctx, f.key, v, gen)
 		}
@@ -414,6 +441,10 @@ func (c *Cache[T]) runLoad(f *flight[T], load func(context.Context) (T, error), 
 	}()
 	gen := c.guard.Ticket(f.key)
 	c.stats.loads.Add(1)
+	start := time.Now()
+	if c.obs != nil {
+		defer func() { c.observeLoad(f.ctx, start, 1, err, f) }()
+	}
 	data, err := callLoader(f.ctx, load)
 	now := time.Now()
 	switch {
@@ -458,7 +489,7 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 		return
 	}
 	if err != nil {
-		c.stats.writeErrors.Add(1)
+		c.writeFailed(ctx, L1, err)
 	}
 	after := c.guard.Ticket(f.key)
 	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
@@ -469,7 +500,7 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 			return
 		}
 		if err != nil {
-			c.stats.writeErrors.Add(1)
+			c.writeFailed(ctx, L2, err)
 			return
 		}
 		c.announce(ctx, f.key)
@@ -482,7 +513,7 @@ func (c *Cache[T]) evict(f *flight[T], gen keyguard.Ticket) {
 	ctx := context.WithoutCancel(f.ctx)
 	if !c.guard.WriteIf(f.key, gen, true, func() {
 		if err := errors.Join(c.deleteL1(ctx, f.key), c.deleteL2(ctx, f.key)); err != nil {
-			c.stats.writeErrors.Add(1)
+			c.writeFailed(ctx, NoLayer, err)
 		}
 	}) {
 		return
@@ -534,6 +565,7 @@ func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Co
 		c.flights.mu.Unlock()
 		defer c.leave(f)
 		c.stats.refreshes.Add(1)
+		c.observe(ctx, Event{Kind: EventRefresh, Keys: 1})
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -542,4 +574,16 @@ func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Co
 	if !ok {
 		c.refreshes.unmark(key)
 	}
+}
+
+// observeLoad observes the end of a load of keys that began at start, for
+// flight f (nil for a batch), with the callers then waiting for it.
+func (c *Cache[T]) observeLoad(ctx context.Context, start time.Time, keys int, err error, f *flight[T]) {
+	waiters := 0
+	if f != nil {
+		c.flights.mu.Lock()
+		waiters = f.refs
+		c.flights.mu.Unlock()
+	}
+	c.observe(ctx, Event{Kind: EventLoad, Duration: time.Since(start), Keys: keys, Waiters: waiters, Err: err})
 }

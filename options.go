@@ -82,6 +82,12 @@ type Options[T any] struct {
 	// Breaker is the circuit breaker in front of L2; see BreakerOptions.
 	// Zero: no breaker.
 	Breaker BreakerOptions
+	// Observer receives the cache's events as they happen, for metrics and
+	// tracing. Nil: none, at no cost.
+	Observer Observer
+	// Name names the cache in the events an Observer receives (and so in
+	// metrics and traces). Empty: unnamed.
+	Name string
 }
 
 // validate checks o and returns the first problem found.

@@ -59,6 +59,9 @@ func (c *Cache[T]) getMany(ctx context.Context, keys []string) (map[string]T, er
 	}
 	c.stats.batchCalls.Add(1)
 	c.stats.batchKeys.Add(uint64(len(uniq)))
+	if len(uniq) == 0 {
+		return map[string]T{}, nil
+	}
 	r := c.readBatch(ctx, uniq)
 	out := make(map[string]T, len(uniq))
 	var failed []string
@@ -122,6 +125,9 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 	}
 	c.stats.batchCalls.Add(1)
 	c.stats.batchKeys.Add(uint64(len(uniq)))
+	if len(uniq) == 0 {
+		return map[string]T{}, nil
+	}
 
 	vals := make([]*CacheValue[T], len(uniq))
 	var pending []int // indexes of the keys to take from flights
@@ -257,7 +263,10 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 		l2Done(permit, ctx, err)
 	}
 	latency := now.Sub(start)
-	whole := err != nil && len(vals) != len(keys)
+	whole := len(vals) != len(keys) // a short answer is a failed call, whatever err says
+	if whole && err == nil {
+		err = fmt.Errorf("tiercache: %v GetMany returned %d values for %d keys", l, len(vals), len(keys))
+	}
 	for i := range keys {
 		rep := LayerReport{Latency: latency}
 		switch {
@@ -417,93 +426,155 @@ func (c *Cache[T]) readBatch(ctx context.Context, keys []string) batchRead[T] {
 	return r
 }
 
-// readBothMany reads keys from both layers at once: L2 on a goroutine, L1
-// on the caller's. Under a race (p set), the L2 read starts only after
-// HedgeAfter unless L1 missed some keys before, is skipped when L1 hit
-// every key first, and when it loses is cancelled (LoserCancel) or left to
-// finish, counted, so that Close waits for it (LoserOffload); l2First says
-// L2's batch answered before L1's. l2.vals is nil when L2 was not waited
-// for.
+// readBothMany reads keys from both layers at once. Under
+// ParallelReadPolicy (p nil) L1 is read on the caller's goroutine and L2 on
+// another, and both are waited for. Under a race each layer is read on a
+// goroutine of its own: the first batch to hit every key answers at once;
+// otherwise both are waited for, and l2First says L2's batch answered
+// first. L2 starts only after HedgeAfter unless L1 missed keys before. The
+// losing read is cancelled (LoserCancel) or left to finish, counted, so that
+// Close waits for it (LoserOffload). A layer not waited for comes back with
+// every key missing.
 func (c *Cache[T]) readBothMany(ctx context.Context, keys []string, p *RaceReadPolicy[T]) (l1, l2 layerBatch[T], l2First bool) {
-	l2ctx, cancel := ctx, context.CancelFunc(func() {})
-	if p != nil && p.Loser == LoserOffload {
-		detached, stop := detachWithDeadline(ctx)
-		l2ctx, cancel = detached, stop
-	} else {
-		l2ctx, cancel = context.WithCancel(ctx)
+	if p != nil {
+		return c.raceMany(ctx, keys, p)
 	}
 	if !c.bg.Add() {
-		cancel()
-		return c.readLayerMany(ctx, L1, keys), layerBatch[T]{}, false
+		return c.readLayerMany(ctx, L1, keys), emptyBatch[T](len(keys), ErrClosed), false
 	}
-	l1Done := make(chan struct{}) // closed when L1 is read; l1AllHit tells how
-	var l1AllHit bool
-	l2Done := make(chan struct{}) // closed when the goroutine is done with l2res and l2At
+	l2ctx, cancel := context.WithCancel(ctx)
+	done := make(chan layerBatch[T], 1)
+	go func() {
+		defer c.bg.Done()
+		defer cancel()
+		done <- c.readLayerMany(l2ctx, L2, keys)
+	}()
+	l1 = c.readLayerMany(ctx, L1, keys)
+	select {
+	case l2 = <-done:
+	case <-ctx.Done():
+		cancel()
+		l2 = emptyBatch[T](len(keys), ctx.Err())
+	}
+	return l1, l2, false
+}
+
+// raceMany is readBothMany under a race: L1 on the caller's goroutine, L2
+// on another. An L2 batch that answers every key first cancels the L1 read
+// (L1 is in the process: cancelling it costs nothing) and wins; an L1 batch
+// that answers every key first wins and leaves L2 to the Loser policy.
+func (c *Cache[T]) raceMany(ctx context.Context, keys []string, p *RaceReadPolicy[T]) (l1, l2 layerBatch[T], l2First bool) {
+	l1ctx, cancel1 := context.WithCancel(ctx)
+	defer cancel1()
+	l2ctx, cancel2 := context.WithCancel(ctx)
+	if p.Loser == LoserOffload { // a losing L2 read finishes, by the caller's deadline or Close's
+		l2ctx, cancel2 = c.detachForBackground(ctx)
+	}
+	if !c.bg.Add() {
+		cancel2()
+		return emptyBatch[T](len(keys), ErrClosed), emptyBatch[T](len(keys), ErrClosed), false
+	}
+	l1Missed := make(chan struct{}) // closed when L1 answered with misses: start L2 now
+	decided := make(chan struct{})  // closed when L1 decided the race: L2 need not start
+	l2Done := make(chan struct{})   // closed when l2res and l2At are set
+	l1Finished := make(chan struct{})
 	var l2res layerBatch[T]
 	var l2At time.Time
 	go func() {
 		defer c.bg.Done()
-		defer cancel()
+		defer cancel2()
 		defer close(l2Done)
-		if p != nil {
-			if p.HedgeAfter > 0 {
-				t := time.NewTimer(p.HedgeAfter)
-				select {
-				case <-t.C:
-				case <-l1Done:
-				}
-				t.Stop()
-			}
+		if p.HedgeAfter > 0 {
+			t := time.NewTimer(p.HedgeAfter)
+			defer t.Stop()
 			select {
-			case <-l1Done:
-				if l1AllHit {
-					return // L1 answered every key: L2 is not read
-				}
-			default:
+			case <-t.C:
+			case <-l1Missed:
+			case <-decided:
 			}
+		}
+		select {
+		case <-decided:
+			l2res, l2At = emptyBatch[T](len(keys), nil), time.Now()
+			return
+		default:
 		}
 		l2res = c.readLayerMany(l2ctx, L2, keys)
 		l2At = time.Now()
+		if allHit(l2res) {
+			// L2 answered every key: L1 need not finish. A microsecond's
+			// grace lets an L1 answering at the same instant count as a tie,
+			// which L1 wins.
+			t := time.NewTimer(time.Microsecond)
+			defer t.Stop()
+			select {
+			case <-l1Finished:
+			case <-t.C:
+				cancel1()
+			}
+		}
 	}()
-	l1 = c.readLayerMany(ctx, L1, keys)
+	l1 = c.readLayerMany(l1ctx, L1, keys)
 	l1At := time.Now()
-	l1AllHit = true
-	for _, v := range l1.vals {
-		if v == nil {
-			l1AllHit = false
-		}
-	}
-	close(l1Done)
-	if p != nil && l1AllHit {
-		if p.Loser == LoserCancel {
-			cancel()
-		}
+	close(l1Finished)
+	if allHit(l1) {
 		select {
 		case <-l2Done:
-			if !l2At.IsZero() && l2At.Before(l1At) {
+			if l2At.Before(l1At) { // L2 answered first after all
 				return l1, l2res, true
 			}
 		default:
 		}
-		return l1, layerBatch[T]{}, false
+		close(decided)
+		if p.Loser == LoserCancel {
+			cancel2()
+		}
+		return l1, emptyBatch[T](len(keys), nil), false
 	}
+	close(l1Missed)
 	select {
 	case <-l2Done:
 	case <-ctx.Done():
-		cancel()
-		return l1, layerBatch[T]{}, false
+		close(decided)
+		cancel2()
+		return l1, emptyBatch[T](len(keys), ctx.Err()), false
 	}
-	return l1, l2res, p != nil && !l2At.IsZero() && l2At.Before(l1At)
+	close(decided)
+	return l1, l2res, l2At.Before(l1At) // at the same instant, L1 wins
 }
 
-// detachWithDeadline returns a ctx with ctx's values and deadline but not
-// its cancellation, for a losing read that must finish.
-func detachWithDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	detached := context.WithoutCancel(ctx)
-	if d, ok := ctx.Deadline(); ok {
-		return context.WithDeadline(detached, d)
+// allHit reports whether a batch has a value for every key.
+func allHit[T any](b layerBatch[T]) bool {
+	for _, v := range b.vals {
+		if v == nil {
+			return false
+		}
 	}
-	return context.WithCancel(detached)
+	return len(b.vals) > 0
+}
+
+// emptyBatch is a batch of n keys that all missed, or all failed with err.
+func emptyBatch[T any](n int, err error) layerBatch[T] {
+	b := layerBatch[T]{vals: make([]*CacheValue[T], n), errs: make([]error, n)}
+	if err != nil {
+		for i := range b.errs {
+			b.errs[i] = err
+		}
+	}
+	return b
+}
+
+// detachForBackground returns a ctx with ctx's values and deadline but not
+// its cancellation, for a losing read that must finish; Close's deadline
+// ends it too.
+func (c *Cache[T]) detachForBackground(ctx context.Context) (context.Context, context.CancelFunc) {
+	life, cancel := context.WithCancel(c.closeCtx)
+	if d, ok := ctx.Deadline(); ok {
+		var stop context.CancelFunc
+		life, stop = context.WithDeadline(life, d)
+		return readctx.Detached(ctx, life), func() { stop(); cancel() }
+	}
+	return readctx.Detached(ctx, life), cancel
 }
 
 // bothFailed returns the joined failures of a key whose every layer failed,
@@ -587,7 +658,7 @@ func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, w
 	c.flights.mu.Lock()
 	for j, i := range pending {
 		key := keys[i]
-		if f := c.flights.m[key]; f != nil && !f.refresh {
+		if f := c.flights.m[key]; f != nil {
 			f.refs++
 			c.stats.batchKeysCoalesced.Add(1)
 			flights[j] = f
@@ -652,7 +723,9 @@ func (c *Cache[T]) awaitMany(ctx context.Context, keys []string, pending []int, 
 		switch {
 		case ctx.Err() != nil:
 			return append(errs, fmt.Errorf("tiercache: get or load many: %w", ctx.Err()))
-		case err != nil && !errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrNotFound):
+			// Loaded just now and absent: not a remembered absence served.
+		case err != nil:
 			errs = append(errs, err)
 		case v != nil:
 			vals[pending[j]] = v
@@ -959,19 +1032,14 @@ func joinKeyErrors(_ []string, errs []error) error {
 	return errors.Join(dedupErrors(out)...)
 }
 
-// dedupErrors drops repeated errors (the same value), which a batch
+// dedupErrors drops repeated errors (the same message), which a batch
 // failure gives every key of the batch.
 func dedupErrors(errs []error) []error {
 	out := errs[:0:0]
+	seen := make(map[string]bool, len(errs))
 	for _, err := range errs {
-		dup := false
-		for _, o := range out {
-			if o == err {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if msg := err.Error(); !seen[msg] {
+			seen[msg] = true
 			out = append(out, err)
 		}
 	}

@@ -336,15 +336,19 @@ func (lc *loadCall[T]) readL2(ctx context.Context, key string) (*CacheValue[T], 
 	}
 	lc.joined.Store(joined)
 	defer lc.keep(f)
-	v, err, answered := waitL2(ctx, f)
-	if answered {
-		return v, err
-	}
-	c.flights.mu.Lock()
-	loading := f.loading
-	c.flights.mu.Unlock()
-	if !loading {
-		return nil, err // a miss, or L2's failure
+	var v *CacheValue[T]
+	var err error
+	if f.l2Done != nil { // a flight that loads only has no L2 read to wait for
+		var answered bool
+		if v, err, answered = waitL2(ctx, f); answered {
+			return v, err
+		}
+		c.flights.mu.Lock()
+		loading := f.loading
+		c.flights.mu.Unlock()
+		if !loading {
+			return nil, err // a miss, or L2's failure
+		}
 	}
 	if v, err = waitDone(ctx, f); err != nil && ctx.Err() == nil {
 		return nil, &loadError{err}

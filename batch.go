@@ -22,7 +22,10 @@ type BatchBackend[T any] interface {
 	// GetMany returns one entry per key, in the order of keys: the value,
 	// or nil for a miss; never an expired value. An error with a full slice
 	// (len(keys) entries) means that the nil entries failed and the others
-	// are good; an error with any other slice means the whole call failed.
+	// are good, unless the error, or one it wraps, has a method
+	// FailedKeys() []string: then exactly those keys failed and the other
+	// nil entries are misses. An error with any other slice means the whole
+	// call failed.
 	GetMany(ctx context.Context, keys []string) ([]*CacheValue[T], error)
 	// SetMany stores values[i] under keys[i], as Set does.
 	SetMany(ctx context.Context, keys []string, values []CacheValue[T]) error
@@ -267,13 +270,21 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 	if whole && err == nil {
 		err = fmt.Errorf("tiercache: %v GetMany returned %d values for %d keys", l, len(vals), len(keys))
 	}
+	var failedOnly map[string]bool // when the error names the keys that failed
+	var fk interface{ FailedKeys() []string }
+	if err != nil && !whole && errors.As(err, &fk) {
+		failedOnly = make(map[string]bool)
+		for _, k := range fk.FailedKeys() {
+			failedOnly[k] = true
+		}
+	}
 	for i := range keys {
 		rep := LayerReport{Latency: latency}
 		switch {
 		case whole:
 			out.errs[i] = err
 			rep.Status, rep.Err = StatusFailed, err
-		case vals[i] == nil && err != nil:
+		case vals[i] == nil && err != nil && (failedOnly == nil || failedOnly[keys[i]]):
 			out.errs[i] = err
 			rep.Status, rep.Err = StatusFailed, err
 		case vals[i] == nil || vals[i].Expired(now):

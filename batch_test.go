@@ -1746,3 +1746,38 @@ func TestGetOrLoadManyDoesNotOverwriteNewerWrite(t *testing.T) {
 		})
 	}
 }
+
+// failedKeysError names exactly the keys a GetMany failed for.
+type failedKeysError struct{ keys []string }
+
+func (e *failedKeysError) Error() string        { return "some keys failed" }
+func (e *failedKeysError) FailedKeys() []string { return e.keys }
+
+// A GetMany error that names its failed keys leaves the other nil entries
+// misses: only the named keys count as failures.
+func TestBatchBackendNamedFailedKeys(t *testing.T) {
+	ctx := context.Background()
+	l2 := newFakeBackend()
+	l1 := tiercache.Backend[string](namedFailures{fakeBackend: newFakeBackend(), failed: []string{"bad"}})
+	c := openCache(t, l1, l2, nil)
+	_, err := c.GetMany(ctx, []string{"bad", "missing"})
+	require.NoError(t, err)
+	s := c.Stats()
+	require.Equal(t, uint64(1), s.L1.Failures, "only the named key failed")
+	require.Equal(t, uint64(1), s.L1.Misses)
+}
+
+// namedFailures is a BatchBackend whose GetMany fails the keys in failed and
+// says so with a FailedKeys error.
+type namedFailures struct {
+	*fakeBackend
+	failed []string
+}
+
+func (b namedFailures) GetMany(_ context.Context, keys []string) ([]*tiercache.CacheValue[string], error) {
+	return make([]*tiercache.CacheValue[string], len(keys)), fmt.Errorf("wrapped: %w", &failedKeysError{b.failed})
+}
+
+func (b namedFailures) SetMany(context.Context, []string, []tiercache.CacheValue[string]) error {
+	return nil
+}

@@ -8,6 +8,8 @@ import (
 	"github.com/tiercache/tiercache"
 )
 
+var _ tiercache.BatchBackend[string] = (*Store[string])(nil)
+
 // GetMany returns the values stored for keys, in a slice of len(keys) in
 // the same order: the value of keys[i] at index i, nil for a miss. A value
 // whose Expire has passed is a miss, as for Get; expiry is judged at one

@@ -18,6 +18,15 @@
 // tiercache.Cache never modifies it. [Store.Set] stores a copy of its
 // argument.
 //
+// # Batches
+//
+// [Store.GetMany] and [Store.SetMany] make a Store a
+// [tiercache.BatchBackend]: they read and write many keys as Get and Set
+// do, key by key on the caller's goroutine, with ctx checked once at the
+// start. GetMany allocates only the slice it returns. Neither fails for
+// part of a batch: they fail as a whole, before doing anything, or not at
+// all.
+//
 // # Lifetime
 //
 // A Store owns goroutines: one that removes expired entries every second

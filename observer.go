@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 )
@@ -24,12 +25,13 @@ type Observer interface {
 
 // OpObserver is the optional capability of an Observer to wrap each
 // operation, found by type assertion: StartOp is called when a Get,
-// GetOrLoad, Set, Delete, GetMany or GetOrLoadMany begins, and the ctx it
-// returns (holding a span, say) is the one the operation runs with and the
-// one its events, the EventOpDone last, are observed with.
+// GetOrLoad, Set, Delete, GetMany or GetOrLoadMany of the cache named cache
+// begins, and the ctx it returns (holding a span, say) is the one the
+// operation runs with and the one its events, the EventOpDone last, are
+// observed with.
 type OpObserver interface {
 	Observer
-	StartOp(ctx context.Context, op Op) context.Context
+	StartOp(ctx context.Context, op Op, cache string) context.Context
 }
 
 // ObserverFunc adapts a function to the Observer interface.
@@ -53,14 +55,18 @@ type Event struct {
 	// a write failed on (EventWriteFailed).
 	Layer Layer
 	// Status is the read's outcome (EventRead), or the operation's
-	// (EventOpDone: StatusHit when a layer served it, StatusMiss when it
-	// was loaded or not found, StatusFailed on an error).
+	// (EventOpDone): for reads, StatusHit when a layer served the value,
+	// StatusMiss when it was loaded or does not exist (Err then wraps
+	// ErrNotFound), StatusFailed on any other error; for Set and Delete,
+	// which read nothing, StatusNotRun, or StatusFailed on an error.
 	Status ReadStatus
 	// Duration is how long the read, operation or load took.
 	Duration time.Duration
 	// Keys is how many keys the event is about: loaded (EventLoad), copied
 	// (EventRefill), refreshed (EventRefresh), announced or received
-	// (invalidations), asked for (EventOpDone of a batch operation).
+	// (invalidations), asked for (EventOpDone of a batch operation); 1 for
+	// EventRead, a batch read being observed key by key, each with the
+	// batch's Duration.
 	Keys int
 	// Waiters is how many callers waited for a load (EventLoad).
 	Waiters int
@@ -76,8 +82,8 @@ type Event struct {
 type EventKind uint8
 
 const (
-	// EventRead: a read of one layer ended. Layer, Status, Duration, and
-	// for a batch read Keys > 1 with the batch's Duration.
+	// EventRead: a read of one key in one layer ended. Layer, Status,
+	// Duration (for a key of a batch read, the batch's).
 	EventRead EventKind = iota
 	// EventOpDone: an operation ended. Op, Layer, Status, Duration, Err,
 	// and for batch operations Keys.
@@ -197,7 +203,7 @@ type opInfo struct {
 // startOp begins an observed operation.
 func (c *Cache[T]) startOp(ctx context.Context, op Op) (context.Context, time.Time) {
 	if c.opObs != nil {
-		ctx = c.opObs.StartOp(ctx, op)
+		ctx = c.opObs.StartOp(ctx, op, c.opts.Name)
 	}
 	return ctx, time.Now()
 }
@@ -206,7 +212,12 @@ func (c *Cache[T]) startOp(ctx context.Context, op Op) (context.Context, time.Ti
 func (c *Cache[T]) endOp(ctx context.Context, op Op, start time.Time, info opInfo, found bool, keys int, err error) {
 	e := Event{Kind: EventOpDone, Op: op, Duration: time.Since(start), Layer: info.src, Err: err, Keys: keys}
 	switch {
-	case err != nil:
+	case op == OpSet || op == OpDelete:
+		e.Status, e.Layer = StatusNotRun, NoLayer
+		if err != nil {
+			e.Status = StatusFailed
+		}
+	case err != nil && !errors.Is(err, ErrNotFound):
 		e.Status = StatusFailed
 	case found && !info.loaded:
 		e.Status = StatusHit
@@ -214,4 +225,34 @@ func (c *Cache[T]) endOp(ctx context.Context, op Op, start time.Time, info opInf
 		e.Status, e.Layer = StatusMiss, NoLayer
 	}
 	c.observe(ctx, e)
+}
+
+// MultiObserver returns an Observer that hands every event to each of obs
+// in turn; as an OpObserver it lets each that is one wrap the operation's
+// ctx in turn. Nil entries are skipped.
+func MultiObserver(obs ...Observer) OpObserver {
+	var m multiObserver
+	for _, o := range obs {
+		if o != nil {
+			m = append(m, o)
+		}
+	}
+	return m
+}
+
+type multiObserver []Observer
+
+func (m multiObserver) Observe(ctx context.Context, e Event) {
+	for _, o := range m {
+		o.Observe(ctx, e)
+	}
+}
+
+func (m multiObserver) StartOp(ctx context.Context, op Op, cache string) context.Context {
+	for _, o := range m {
+		if so, ok := o.(OpObserver); ok {
+			ctx = so.StartOp(ctx, op, cache)
+		}
+	}
+	return ctx
 }

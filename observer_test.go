@@ -35,7 +35,7 @@ func (r *recorder) Observe(ctx context.Context, e tiercache.Event) {
 	r.events = append(r.events, observed{e, ctx.Value(traceKey{})})
 }
 
-func (r *recorder) StartOp(ctx context.Context, op tiercache.Op) context.Context {
+func (r *recorder) StartOp(ctx context.Context, op tiercache.Op, cache string) context.Context {
 	r.mu.Lock()
 	r.starts = append(r.starts, op)
 	r.mu.Unlock()
@@ -145,7 +145,8 @@ func TestObserverLoads(t *testing.T) {
 		_, err := c.GetOrLoad(ctx, "gone", func(context.Context) (string, error) { return "", tiercache.ErrNotFound })
 		require.ErrorIs(t, err, tiercache.ErrNotFound)
 		require.ErrorIs(t, r.of(tiercache.EventLoad)[0].Err, tiercache.ErrNotFound)
-		require.Equal(t, tiercache.StatusFailed, r.of(tiercache.EventOpDone)[0].Status)
+		require.Equal(t, tiercache.StatusMiss, r.of(tiercache.EventOpDone)[0].Status, "no such thing is a miss")
+		require.ErrorIs(t, r.of(tiercache.EventOpDone)[0].Err, tiercache.ErrNotFound)
 	})
 }
 
@@ -158,6 +159,7 @@ func TestObserverWritesAndFailures(t *testing.T) {
 	require.NoError(t, c.Delete(ctx, "k"))
 	done := r.of(tiercache.EventOpDone)
 	require.Equal(t, []tiercache.Op{tiercache.OpSet, tiercache.OpDelete}, []tiercache.Op{done[0].Op, done[1].Op})
+	require.Equal(t, tiercache.StatusNotRun, done[0].Status, "a write reads nothing")
 
 	l2.put("warm", tiercache.CacheValue[string]{Data: "2"})
 	_, _, err := c.Get(ctx, "warm") // its refill is refused
@@ -280,4 +282,24 @@ func TestNoObserverNoAllocation(t *testing.T) {
 		_, _ = c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "", nil })
 	})
 	require.Zero(t, allocs)
+}
+
+// MultiObserver hands every event to each Observer, and lets each
+// OpObserver wrap the ctx.
+func TestMultiObserver(t *testing.T) {
+	ctx := context.Background()
+	a, b := &recorder{}, &recorder{}
+	var plain []tiercache.Event
+	m := tiercache.MultiObserver(a, nil, tiercache.ObserverFunc(func(_ context.Context, e tiercache.Event) { plain = append(plain, e) }), b)
+	l1 := newFakeBackend()
+	l1.put("k", tiercache.CacheValue[string]{Data: "v"})
+	c := openCache(t, l1, newFakeBackend(), &tiercache.Options[string]{Observer: m, Name: "n"})
+	_, _, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Len(t, a.of(tiercache.EventOpDone), 1)
+	require.Len(t, b.of(tiercache.EventOpDone), 1)
+	require.Len(t, plain, 2, "a read and the end of the Get")
+	require.Equal(t, []tiercache.Op{tiercache.OpGet}, a.starts)
+	require.Equal(t, []tiercache.Op{tiercache.OpGet}, b.starts)
+	require.Equal(t, "op:get", b.of(tiercache.EventOpDone)[0].trace)
 }

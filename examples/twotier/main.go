@@ -16,6 +16,10 @@
 // Redis is the one at $REDIS_ADDR (or -redis), or an embedded Redis-protocol
 // server (miniredis) so that the demo runs on a machine with nothing but Go.
 //
+// With -metrics ADDR (say -metrics localhost:9090) the demo also serves
+// /metrics while it runs: what a service would scrape, from tiercacheprom's
+// Collector (the Stats counters) and Observer (latency histograms).
+//
 // Run it with `make demo`, or `go run ./twotier` in the examples module.
 package main
 
@@ -26,6 +30,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -35,11 +41,14 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/otterstore"
 	"github.com/tiercache/tiercache/redisstore"
+	"github.com/tiercache/tiercache/tiercacheprom"
 )
 
 // config is what the flags set.
@@ -51,6 +60,7 @@ type config struct {
 	l1Size    int
 	origin    time.Duration // one origin load
 	policies  []string
+	metrics   string // address to serve /metrics on; "": none
 }
 
 func main() {
@@ -63,6 +73,7 @@ func main() {
 	flag.IntVar(&cfg.l1Size, "l1", 2_000, "L1 capacity in entries")
 	flag.DurationVar(&cfg.origin, "origin", 2*time.Millisecond, "latency of one origin load")
 	flag.StringVar(&policies, "policies", "sequential,parallel,race,race-cancel", "read policies to run, comma-separated")
+	flag.StringVar(&cfg.metrics, "metrics", "", "serve Prometheus /metrics on this address while running (e.g. localhost:9090)")
 	flag.Parse()
 	cfg.policies = strings.Split(policies, ",")
 	if _, err := run(context.Background(), os.Stdout, cfg); err != nil {
@@ -123,13 +134,19 @@ func run(ctx context.Context, w io.Writer, cfg config) ([]result, error) {
 	fmt.Fprintf(w, "tiercache demo: L1 otter (%d entries), L2 Redis %s, origin %v per load,\n", cfg.l1Size, where, cfg.origin)
 	fmt.Fprintf(w, "%d workers, Zipf(1.1) over %d product ids, 99%% GetOrLoad / 1%% Set.\n\n", cfg.workers, cfg.keys)
 
+	m, err := startMetrics(cfg.metrics, w)
+	if err != nil {
+		return nil, err
+	}
+	defer m.stop()
+
 	each := cfg.duration / time.Duration(2*len(cfg.policies))
 	run := time.Now().UnixNano() // a fresh part of L2 for every run of the demo
 	var results []result
 	for _, name := range cfg.policies {
 		prefix := fmt.Sprintf("tiercache-demo:%d:%s:", run, name)
 		for _, replica := range []string{"replica 1, all cold", "replica 2, L2 warm"} {
-			r, err := runPolicy(ctx, w, cfg, client, name, replica, prefix, each)
+			r, err := runPolicy(ctx, w, cfg, client, m, name, replica, prefix, each)
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s: %w", name, replica, err)
 			}
@@ -143,7 +160,7 @@ func run(ctx context.Context, w io.Writer, cfg config) ([]result, error) {
 // runPolicy runs the workload for d as one replica: a cache with the named
 // policy over a new L1 and the L2 keys under prefix. It reports every
 // second.
-func runPolicy(ctx context.Context, w io.Writer, cfg config, client redis.UniversalClient, name, replica, prefix string, d time.Duration) (result, error) {
+func runPolicy(ctx context.Context, w io.Writer, cfg config, client redis.UniversalClient, m *metrics, name, replica, prefix string, d time.Duration) (result, error) {
 	l1, err := otterstore.New(&otterstore.Options[product]{MaximumSize: cfg.l1Size})
 	if err != nil {
 		return result{}, err
@@ -153,7 +170,10 @@ func runPolicy(ctx context.Context, w io.Writer, cfg config, client redis.Univer
 	if err != nil {
 		return result{}, err
 	}
+	cacheName := name + "/" + replica[:len("replica 1")]
 	cache, err := tiercache.New(l1, l2, &tiercache.Options[product]{
+		Name:        cacheName,
+		Observer:    m.observer(),
 		ReadPolicy:  readPolicies[name],
 		DefaultTTL:  5 * time.Minute,
 		NegativeTTL: 30 * time.Second,
@@ -163,6 +183,8 @@ func runPolicy(ctx context.Context, w io.Writer, cfg config, client redis.Univer
 	if err != nil {
 		return result{}, err
 	}
+
+	defer m.watch(cacheName, cache)()
 
 	var ops atomic.Int64
 	lat := make([][]time.Duration, cfg.workers)
@@ -277,4 +299,72 @@ func printTable(w io.Writer, results []result) {
 	fmt.Fprintln(w, "absences included). Origin loads: calls that reached the origin, one per key at a time however many")
 	fmt.Fprintln(w, "callers missed together. Coalesced: callers that shared another caller's L2 read or load. Replica 2")
 	fmt.Fprintln(w, "starts with an empty L1 on the L2 that replica 1 filled: most of its misses are served by Redis.")
+}
+
+// metrics serves /metrics while the demo runs, when asked to.
+type metrics struct {
+	addr string // where it listens
+	reg  *prometheus.Registry
+	obs  *tiercacheprom.Observer
+	srv  *http.Server
+	done chan struct{} // closed when the server has stopped
+}
+
+// startMetrics serves /metrics on addr; with addr "" it does nothing and
+// returns a nil *metrics, whose methods do nothing either.
+func startMetrics(addr string, w io.Writer) (*metrics, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	obs, err := tiercacheprom.NewObserver(nil)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(obs); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	m := &metrics{addr: ln.Addr().String(), reg: reg, obs: obs, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		_ = m.srv.Serve(ln)
+	}()
+	fmt.Fprintf(w, "serving metrics on http://%s/metrics\n", ln.Addr())
+	return m, nil
+}
+
+func (m *metrics) observer() tiercache.Observer {
+	if m == nil {
+		return nil
+	}
+	return m.obs
+}
+
+// watch registers a cache's Stats for the time it runs; call the func it
+// returns when the cache is done.
+func (m *metrics) watch(name string, cache tiercacheprom.StatsSource) func() {
+	if m == nil {
+		return func() {}
+	}
+	c := tiercacheprom.NewCollector(name, cache)
+	if err := m.reg.Register(c); err != nil {
+		return func() {}
+	}
+	return func() { m.reg.Unregister(c) }
+}
+
+func (m *metrics) stop() {
+	if m == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = m.srv.Shutdown(ctx)
+	<-m.done
 }

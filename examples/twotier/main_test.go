@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tiercache/tiercache"
 
 	"go.uber.org/goleak"
 )
@@ -70,4 +75,72 @@ func TestUnknownPolicy(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown policy "fastest"`) {
 		t.Fatalf("got %v, want an unknown policy error", err)
 	}
+}
+
+// With -metrics the demo serves what a service would scrape: the Stats
+// counters of the cache running, and latency histograms.
+func TestMetricsEndpoint(t *testing.T) {
+	var out bytes.Buffer
+	m, err := startMetrics("127.0.0.1:0", &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.stop()
+	if !strings.Contains(out.String(), "/metrics") {
+		t.Fatalf("the address is not printed: %q", out.String())
+	}
+	l1 := newMapStore()
+	cache, err := tiercache.New[product](l1, newMapStore(), &tiercache.Options[product]{Name: "demo", Observer: m.observer()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close(context.Background())
+	unwatch := m.watch("demo", cache)
+	defer unwatch()
+	if _, err := cache.GetOrLoad(context.Background(), "k", func(context.Context) (product, error) { return newProduct(1), nil }); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + m.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`tiercache_loads_total{cache="demo"} 1`, `tiercache_operation_duration_seconds_bucket{cache="demo"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+}
+
+// mapStore is a minimal tiercache.Backend for the metrics test.
+type mapStore struct {
+	mu sync.Mutex
+	m  map[string]tiercache.CacheValue[product]
+}
+
+func newMapStore() *mapStore { return &mapStore{m: map[string]tiercache.CacheValue[product]{}} }
+
+func (s *mapStore) Get(_ context.Context, k string) (*tiercache.CacheValue[product], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[k]
+	if !ok {
+		return nil, nil
+	}
+	return &v, nil
+}
+
+func (s *mapStore) Set(_ context.Context, k string, v tiercache.CacheValue[product]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+
+func (s *mapStore) Delete(_ context.Context, k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
 }

@@ -41,6 +41,10 @@ test: ## Run go test -race ./... in every module; stop at the first failure.
 		(cd "$$m" && $(GO) test -race ./...) || exit 1; \
 	done
 
+.PHONY: test-faults
+test-faults: ## Run redisstore's fault-injection suite (tag faults): Redis killed, frozen, behind a faulty proxy, hostile data, Close under load, overload.
+	cd redisstore && $(GO) test -race -tags faults -run Fault -count=1 -v -timeout 30m ./...
+
 bench: ## Run every module's benchmarks COUNT times (default 6), benchstat-friendly, saved in .bench/.
 	@mkdir -p $(dir $(BENCH_OUT))
 	@: > $(BENCH_OUT)
@@ -48,6 +52,15 @@ bench: ## Run every module's benchmarks COUNT times (default 6), benchstat-frien
 		echo "==> $$m: go test -bench"; \
 		(cd "$$m" && $(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=$(BENCHTIME) -benchmem -count=$(COUNT) ./...) | tee -a $(BENCH_OUT) || exit 1; \
 	done
+
+# Comparison settings: `make bench-compare ROUNDS=5 SCALE=2 COMPARE_FLAGS=-profile=/tmp/prof`.
+ROUNDS ?= 3
+SCALE ?= 1
+COMPARE_FLAGS ?=
+
+.PHONY: bench-compare
+bench-compare: ## Compare tiercache with go-redis/cache and sturdyc on real Redis (REDIS_ADDR, or one it starts); writes docs/bench/results.md and throughput.svg. A few minutes.
+	cd bench && $(GO) run . -rounds=$(ROUNDS) -scale=$(SCALE) -out=../docs/bench $(COMPARE_FLAGS)
 
 lint: fmt-check vet staticcheck ## Check formatting, then run go vet and staticcheck in every module.
 

@@ -26,6 +26,8 @@ type Subscription interface {
 	// block on the network for long.
 	Announce(ctx context.Context, keys ...string) error
 	// Close ends the subscription; no event is delivered after it returns.
+	// It waits for a handler call in progress, so it must not be called
+	// from the handler.
 	Close() error
 }
 

@@ -98,20 +98,25 @@ func TestCacheOverRedis(t *testing.T) {
 			})
 
 			t.Run("a stampede on a cold key costs one GET and one load", func(t *testing.T) {
-				before := counter.count("get")
+				before, coalescedBefore := counter.count("get"), a.Stats().Coalesced
 				var loads atomic.Int32
+				gate := make(chan struct{})
 				var wg sync.WaitGroup
 				for range 200 {
 					wg.Go(func() {
 						v, err := a.GetOrLoad(ctx, "cold", func(context.Context) (string, error) {
 							loads.Add(1)
-							time.Sleep(20 * time.Millisecond)
+							<-gate
 							return "loaded", nil
 						})
 						require.NoError(t, err)
 						require.Equal(t, "loaded", v)
 					})
 				}
+				// The load waits until every caller has joined it, so that
+				// none arrives after it (a Parallel read would read L2 again).
+				require.Eventually(t, func() bool { return a.Stats().Coalesced-coalescedBefore >= 199 }, 5*time.Second, time.Millisecond)
+				close(gate)
 				wg.Wait()
 				require.Equal(t, int32(1), loads.Load())
 				require.Equal(t, 1, counter.count("get")-before)

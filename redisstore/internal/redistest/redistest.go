@@ -1,6 +1,7 @@
 // Package redistest runs real Redis servers for the tests of redisstore:
 // a redis-server on a free loopback port with persistence off, a
-// three-node Redis Cluster, and SIGSTOP/SIGCONT to freeze and thaw them.
+// three-node Redis Cluster, SIGSTOP/SIGCONT to freeze and thaw them, and
+// SIGKILL and a restart on the same port to crash and bring back a server.
 //
 // A test package uses it from TestMain, which stops the shared servers when
 // the package's tests end:
@@ -11,7 +12,7 @@
 //
 //	addr := redistest.Addr(t)          // the package's shared server
 //	addrs := redistest.ClusterAddrs(t) // the package's shared cluster
-//	srv := redistest.Start(t)          // a server of this test's own, to freeze
+//	srv := redistest.Start(t)          // a server of this test's own, to freeze or kill
 //	c := redistest.StartCluster(t)     // a cluster of this test's own
 //
 // RunServer and RunCluster do the same outside a test; their caller stops

@@ -912,21 +912,7 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 		after[i] = c.guard.Ticket(key)
 	}
 	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
-		var err error
-		// Under the keys' stripe locks: a Set of one of them that begins
-		// meanwhile waits for this write and lands after it.
-		ok := c.guard.WriteManyIf(k, after, false, func(ok []int) {
-			kk, vv := pickValues(k, v, ok)
-			err = c.writeLayerMany(ctx, L2, kk, vv)
-		})
-		if err != nil {
-			c.writeFailed(ctx, L2, err)
-			return
-		}
-		if len(ok) > 0 {
-			kk, _ := pickValues(k, v, ok)
-			c.announce(ctx, kk...)
-		}
+		c.copyToL2(ctx, k, v, after)
 	})
 }
 

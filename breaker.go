@@ -11,14 +11,16 @@ import (
 // BreakerOptions configures the circuit breaker in front of L2. The zero
 // value turns it off.
 //
-// After Failures consecutive L2 failures (errors or timeouts; misses and
-// the caller's own cancellations do not count) the breaker opens: for
-// CoolDown the cache does not call L2 at all. Reads go to L1 and the
-// loader, Sets write L1 only and count the L2 write as skipped, and Deletes
-// clear L1 and return an error wrapping ErrBreakerOpen, since L2 still
-// holds the key. Then up to Probes operations are let through; the first
-// that succeeds closes the breaker, one that fails opens it for another
-// CoolDown. A slow or dead Redis then costs the callers nothing beyond the
+// After Failures consecutive L2 failures (errors or timeouts; misses, bad
+// entries (ErrBadEntry) and the caller's own cancellations do not count)
+// the breaker opens: for CoolDown the cache does not call L2 at all. Reads
+// go to L1 and the loader; the L2 writes of loaded values are skipped and
+// counted; a Set writes L1 only, counts its L2 write as skipped and returns
+// an error wrapping ErrBreakerOpen (the value is not in L2, so it is not
+// acknowledged); a Delete clears L1 and returns an error wrapping
+// ErrBreakerOpen, since L2 still holds the key. Then up to Probes
+// operations are let through; the first that succeeds closes the breaker,
+// one that fails opens it for another CoolDown. A slow or dead Redis then costs the callers nothing beyond the
 // first few timeouts, instead of an L2Timeout each.
 type BreakerOptions struct {
 	// Failures is the run of consecutive L2 failures that opens the
@@ -35,8 +37,9 @@ type BreakerOptions struct {
 // DefaultBreakerCoolDown is BreakerOptions.CoolDown when zero.
 const DefaultBreakerCoolDown = time.Second
 
-// ErrBreakerOpen is returned, wrapped, by a Delete that could not reach L2
-// because the circuit breaker was open; L1 was cleared all the same.
+// ErrBreakerOpen is returned, wrapped, by a Set or Delete that could not
+// reach L2 because the circuit breaker was open: the Set's value is in L1
+// only, the Delete cleared L1 only.
 var ErrBreakerOpen = errors.New("tiercache: L2 circuit breaker open")
 
 // BreakerState is the state of the circuit breaker in front of L2.
@@ -100,6 +103,10 @@ func (c *Cache[T]) newBreaker(o BreakerOptions) *breaker.Breaker {
 	})
 }
 
+// l2Open reports whether the breaker refuses L2 now, without taking a
+// probe's place.
+func (c *Cache[T]) l2Open() bool { return c.breaker != nil && c.breaker.Refusing() }
+
 // l2Allow asks the breaker whether L2 may be called; without a breaker it
 // always may.
 func (c *Cache[T]) l2Allow() (breaker.Permit, bool) {
@@ -110,9 +117,21 @@ func (c *Cache[T]) l2Allow() (breaker.Permit, bool) {
 }
 
 // l2Done reports an allowed L2 operation's outcome to the breaker: err
-// counts as a failure unless it is the caller's ctx that ended.
+// counts as a failure unless it is the caller's ctx that ended, a bad entry
+// (L2 answered), or a batch error naming the keys that failed (L2
+// answered the call).
 func l2Done(p breaker.Permit, caller context.Context, err error) {
-	p.Done(err != nil && caller.Err() == nil)
+	p.Done(err != nil && caller.Err() == nil && !answered(err))
+}
+
+// answered reports whether err says L2 answered: a bad entry, or some keys
+// of a batch.
+func answered(err error) bool {
+	if errors.Is(err, ErrBadEntry) {
+		return true
+	}
+	var fk interface{ FailedKeys() []string }
+	return errors.As(err, &fk)
 }
 
 func (c *Cache[T]) breakerStats() BreakerStats {

@@ -3,6 +3,7 @@ package tiercache_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -33,8 +34,9 @@ func TestBreakerOptionsValidated(t *testing.T) {
 }
 
 // After a run of L2 failures the breaker opens: L2 is not called, reads
-// and loads go on from L1 and the loader, Sets write L1 and count the L2
-// write as skipped, Deletes clear L1 and say L2 was not reached.
+// and loads go on from L1 and the loader, Sets write L1, count the L2 write
+// as skipped and say L2 was not written, Deletes clear L1 and say L2 was
+// not reached.
 func TestBreakerOpens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
@@ -68,7 +70,8 @@ func TestBreakerOpens(t *testing.T) {
 		require.Equal(t, gets, l2.calls().gets, "L2 is not read while open")
 
 		sets := l2.calls().sets
-		require.NoError(t, c.Set(ctx, "written", "L1 only", 0))
+		err = c.Set(ctx, "written", "L1 only", 0)
+		require.ErrorIs(t, err, tiercache.ErrBreakerOpen, "not acknowledged: L2 lacks the value")
 		got, inL1 := l1.peek("written")
 		require.True(t, inL1)
 		require.Equal(t, "L1 only", got.Data)
@@ -153,4 +156,41 @@ func TestBreakerStateString(t *testing.T) {
 	require.Equal(t, "closed", tiercache.BreakerClosed.String())
 	require.Equal(t, "open", tiercache.BreakerOpen.String())
 	require.Equal(t, "half-open", tiercache.BreakerHalfOpen.String())
+}
+
+// Bad entries (ErrBadEntry) and batch errors that name their failed keys
+// say L2 answered: they do not open the breaker.
+func TestBreakerIgnoresBadEntries(t *testing.T) {
+	ctx := context.Background()
+	l1, l2 := newFakeBackend(), newFakeBackend()
+	l2.configure(func(b *fakeBackend) { b.getErr = fmt.Errorf("corrupt: %w", tiercache.ErrBadEntry) })
+	c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 2}})
+	for range 10 {
+		_, _, err := c.Get(ctx, "k")
+		require.NoError(t, err)
+	}
+	require.Equal(t, tiercache.BreakerClosed, c.Stats().Breaker.State)
+	require.Equal(t, uint64(10), c.Stats().L2.Failures, "still the layer's failures")
+}
+
+// An L2 backend that panics during a probe does not leave the breaker
+// half-open for good.
+func TestBreakerProbePanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
+		c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
+		_, _, _ = c.Get(ctx, "k")
+		time.Sleep(time.Second)
+		l2.configure(func(b *fakeBackend) { b.getErr, b.panics = nil, "probe exploded" })
+		_, _, err := c.Get(ctx, "k") // the probe panics: a failure
+		require.NoError(t, err)
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+		time.Sleep(time.Second)
+		l2.configure(func(b *fakeBackend) { b.panics = nil })
+		_, _, err = c.Get(ctx, "k")
+		require.NoError(t, err)
+		require.Equal(t, tiercache.BreakerClosed, c.Stats().Breaker.State, "the next probe was let through")
+	})
 }

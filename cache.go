@@ -212,9 +212,20 @@ func (c *Cache[T]) set(ctx context.Context, key string, value T, ttl time.Durati
 	}
 	now := time.Now()
 	v := c.newValue(value, ttl, now)
-	w := &layerWrite[T]{c: c, key: key, v: v, l1v: c.l1Copy(v, now), ticket: c.guard.Begin(key)}
+	ticket, err := c.guard.Begin(ctx, key)
+	if err != nil { // a background copy of the key outlasted ctx: nothing written
+		return fmt.Errorf("tiercache: set %q: %w", key, err)
+	}
 	defer c.guard.End(key)
-	err := c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.policyOff)
+	w := &layerWrite[T]{c: c, key: key, v: v, l1v: c.l1Copy(v, now), ticket: ticket}
+	if c.l2Open() {
+		// L2 is not called while the breaker is open: the value goes to L1
+		// only, and the caller is told that L2 lacks it.
+		c.stats.writesSkipped.Add(1)
+		err := w.l1Writer().Set(ctx)
+		return fmt.Errorf("tiercache: set %q: L2 not written: %w", key, errors.Join(ErrBreakerOpen, err))
+	}
+	err = c.write.Write(ctx, key, w.l1Writer(), w.l2Writer(), c.policyOff)
 	// Announced whatever the outcome: a failed L2 write may have landed.
 	c.announce(context.WithoutCancel(ctx), key)
 	if err != nil {
@@ -239,7 +250,9 @@ func (c *Cache[T]) delete(ctx context.Context, key string) error {
 	if err := c.check(key); err != nil {
 		return err
 	}
-	c.guard.Begin(key)
+	if _, err := c.guard.Begin(ctx, key); err != nil { // nothing deleted
+		return fmt.Errorf("tiercache: delete %q: %w", key, err)
+	}
 	defer c.guard.End(key)
 	err2 := c.deleteL2(ctx, key)
 	// L1 is cleared even when L2 failed because ctx ended: L2 may have
@@ -410,12 +423,19 @@ func (c *Cache[T]) getL1(ctx context.Context, key string) (*CacheValue[T], error
 	return getWithin(ctx, c.l1, key, c.opts.L1Timeout)
 }
 
-func (c *Cache[T]) getL2(ctx context.Context, key string) (*CacheValue[T], error) {
+func (c *Cache[T]) getL2(ctx context.Context, key string) (v *CacheValue[T], err error) {
 	p, ok := c.l2Allow()
 	if !ok {
 		return nil, ErrBreakerOpen
 	}
-	v, err := getWithin(ctx, c.l2, key, c.opts.L2Timeout)
+	done := false
+	defer func() {
+		if !done { // the backend panicked: a failure, and the panic goes on
+			p.Done(true)
+		}
+	}()
+	v, err = getWithin(ctx, c.l2, key, c.opts.L2Timeout)
+	done = true
 	l2Done(p, ctx, err)
 	return v, err
 }
@@ -439,7 +459,7 @@ func (c *Cache[T]) setL2(ctx context.Context, key string, v CacheValue[T]) error
 	p, ok := c.l2Allow()
 	if !ok {
 		c.stats.writesSkipped.Add(1)
-		return nil
+		return &layerError{L2, ErrBreakerOpen}
 	}
 	err := layerOp(ctx, L2, c.opts.L2Timeout, func(ctx context.Context) error { return c.l2.Set(ctx, key, v) })
 	l2Done(p, ctx, err)
@@ -491,7 +511,9 @@ func (w *layerWrite[T]) l1Writer() LayerWriter {
 			// write began: which of the two landed last in L2 is unknown,
 			// and an L1 without the key is always right.
 			var err error
-			w.c.guard.WriteUnlessInvalidated(w.key, w.ticket, func() { err = w.c.setL1IfTrusted(ctx, w.key, w.l1v) })
+			if _, lockErr := w.c.guard.WriteUnlessInvalidated(ctx, w.key, w.ticket, func() { err = w.c.setL1IfTrusted(ctx, w.key, w.l1v) }); lockErr != nil {
+				return &layerError{L1, lockErr}
+			}
 			return err
 		},
 		Evict: func(ctx context.Context) error { return w.c.deleteL1(ctx, w.key) },

@@ -1351,3 +1351,43 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 }
+
+// A Set of a key whose loaded value is still on its way to a stuck L2
+// waits for it at most until the Set's deadline, and then writes nothing.
+func TestSetDoesNotOutwaitItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		first := true
+		var mu sync.Mutex
+		l2 := &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(ctx context.Context) error {
+			mu.Lock()
+			stuck := first
+			first = false
+			mu.Unlock()
+			if stuck { // the load's L2 write
+				<-gate
+			}
+			return nil
+		}}
+		l1 := newFakeBackend()
+		c := openCache(t, l1, l2, nil)
+		v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "loaded", nil })
+		require.NoError(t, err)
+		require.Equal(t, "loaded", v)
+		synctest.Wait() // the L2 write is stuck, holding the key's stripe
+
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err = c.Set(ctx, "k", "newer", 0)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Equal(t, 50*time.Millisecond, time.Since(start))
+		got, _ := l1.peek("k")
+		require.Equal(t, "loaded", got.Data, "nothing written")
+		close(gate)
+		synctest.Wait()
+		require.NoError(t, c.Set(context.Background(), "k", "newer", 0))
+		got, _ = l2.peek("k")
+		require.Equal(t, "newer", got.Data, "lands after the load's write")
+	})
+}

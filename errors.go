@@ -71,6 +71,13 @@ func readCanceled(key string, ctxErr error) error {
 // Options.NegativeTTL, remembers the absence in both layers.
 var ErrNotFound = errors.New("tiercache: not found")
 
+// ErrBadEntry is wrapped by a Backend's error about an entry it holds but
+// cannot use: corrupt, foreign, of an unknown format, too large. The layer
+// itself is healthy, so the L2 circuit breaker does not count such an
+// error; the read is still that layer's failure, and the cache carries on
+// as on a miss.
+var ErrBadEntry = errors.New("tiercache: bad entry")
+
 // ErrClosed is returned by every call on a Cache after Close.
 var ErrClosed = errors.New("tiercache: cache closed")
 

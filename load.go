@@ -497,18 +497,32 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	}
 	after := c.guard.Ticket(f.key)
 	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
-		var err error
-		// Under the key's stripe lock: a Set of the key that begins
-		// meanwhile waits for this write and lands after it.
-		if !c.guard.WriteIf(f.key, after, false, func() { err = c.setL2(ctx, f.key, v) }) {
-			return
-		}
-		if err != nil {
-			c.writeFailed(ctx, L2, err)
-			return
-		}
-		c.announce(ctx, f.key)
+		c.copyToL2(ctx, []string{f.key}, []CacheValue[T]{v}, []keyguard.Ticket{after})
 	})
+}
+
+// copyToL2 writes loaded values into L2, the keys whose ticket still holds,
+// and announces them. It writes under the keys' stripe locks: a Set of one
+// of them that begins meanwhile waits for this write (at most until the
+// Set's deadline) and lands after it.
+func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValue[T], tickets []keyguard.Ticket) {
+	var err error
+	ok := c.guard.WriteManyIf(keys, tickets, false, func(ok []int) {
+		k, v := pickValues(keys, vals, ok)
+		if len(k) == 1 {
+			err = c.setL2(ctx, k[0], v[0])
+		} else {
+			err = c.writeLayerMany(ctx, L2, k, v)
+		}
+	})
+	if err != nil {
+		c.writeFailed(ctx, L2, err)
+		return
+	}
+	if len(ok) > 0 {
+		k, _ := pickValues(keys, vals, ok)
+		c.announce(ctx, k...)
+	}
 }
 
 // evict removes a key a refresh found gone from both layers, unless it was

@@ -2,20 +2,25 @@ package redisstore
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tiercache/tiercache"
 )
 
 // ErrInvalidEntry is wrapped by the error of a Get that read bytes it cannot
 // turn into a value: a foreign or corrupt value, a truncated header, an
 // entry of a newer format version, or a payload the Codec cannot decode. A
 // tiercache Cache counts such a read as an L2 failure and carries on as on a
-// miss.
-var ErrInvalidEntry = errors.New("redisstore: invalid entry")
+// miss. It wraps tiercache.ErrBadEntry: Redis itself is healthy, and the
+// cache's circuit breaker does not count the failure.
+var ErrInvalidEntry = fmt.Errorf("redisstore: invalid entry: %w", tiercache.ErrBadEntry)
 
 // ErrValueTooLarge is wrapped by the error of a Set whose entry (header and
 // payload) is larger than Options.MaxValueBytes, and of a Get that reads one.
-var ErrValueTooLarge = errors.New("redisstore: value too large")
+// It wraps tiercache.ErrBadEntry.
+var ErrValueTooLarge = fmt.Errorf("redisstore: value too large: %w", tiercache.ErrBadEntry)
 
 // ErrClosed is returned by every operation on a Store after Close.
 var ErrClosed = errors.New("redisstore: store closed")

@@ -153,6 +153,17 @@ func (b *Breaker) setLocked(to State) {
 	}
 }
 
+// Refusing reports whether Allow would refuse a call now because the
+// breaker is open and cooling down (not whether a probe place is free).
+func (b *Breaker) Refusing() bool {
+	if State(b.state.Load()) != Open {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return State(b.state.Load()) == Open && b.now().Sub(b.openedAt) < b.coolDown
+}
+
 // State returns the current state.
 func (b *Breaker) State() State { return State(b.state.Load()) }
 

@@ -1,15 +1,19 @@
-// Package keyguard keeps a cache's copies into L1 from undoing a newer write
-// or an invalidation of the same key.
+// Package keyguard keeps a cache's copies into L1 and L2 from undoing a
+// newer write or an invalidation of the same key.
 //
 // A refill copies into L1 a value read from L2; a load writes a value fetched
-// from the origin. Both are read at one moment and written later, and a Set
-// or Delete of the same key, or an invalidation sent by another process, may
-// land in between: written blindly, the older value would then sit in L1
-// until it expires. The guard numbers writes per key stripe. A background
-// copy takes a Ticket before it reads, and writes only if no write to the
-// stripe has begun or ended since, none is under way, and L1 has not been
-// flushed; it checks and writes under the stripe's lock, which a foreground
-// write takes to announce itself, so the two cannot interleave.
+// from the origin into both layers. Both are read at one moment and written
+// later, and a Set or Delete of the same key, or an invalidation sent by
+// another process, may land in between: written blindly, the older value
+// would then sit in the cache until it expires. The guard numbers writes per
+// key stripe. A background copy takes a Ticket before it reads, and writes
+// only if no write to the stripe has begun or ended since, none is under
+// way, and L1 has not been flushed; it checks and writes under the stripe's
+// lock. A foreground write takes the same lock to announce itself (Begin),
+// so a copy in progress finishes first and the foreground write lands after
+// it. Begin gives up when the write's ctx ends: a background copy stuck on a
+// slow backend delays a foreground write of the same stripe at most until
+// the write's deadline, never past it.
 //
 // A foreground write (Set) writes L1 itself, after L2. An invalidation of
 // its key that arrives in between means another process wrote the key too,
@@ -22,9 +26,9 @@
 package keyguard
 
 import (
+	"context"
 	"hash/maphash"
 	"slices"
-	"sync"
 	"sync/atomic"
 )
 
@@ -39,15 +43,14 @@ type Guard struct {
 }
 
 type stripe struct {
-	mu      sync.Mutex
+	lock    chan struct{} // a one-slot semaphore: holding it is a send
 	gen     atomic.Uint64 // counts writes begun and ended, and invalidations
-	inval   uint64        // counts invalidations; guarded by mu
-	writing int           // foreground writes under way; guarded by mu
-	_       [32]byte      // keep stripes on separate cache lines
+	inval   atomic.Uint64 // counts invalidations
+	writing atomic.Int64  // foreground writes under way
+	_       [24]byte      // keep stripes on separate cache lines
 }
 
-// Ticket is what a copy into L1 takes before it reads the value it will
-// write.
+// Ticket is what a copy takes before it reads the value it will write.
 type Ticket struct {
 	gen, epoch uint64
 }
@@ -58,11 +61,33 @@ type WriteTicket struct {
 }
 
 // New returns a Guard.
-func New() *Guard { return &Guard{seed: maphash.MakeSeed()} }
-
-func (g *Guard) stripe(key string) *stripe {
-	return &g.stripes[maphash.String(g.seed, key)&(Stripes-1)]
+func New() *Guard {
+	g := &Guard{seed: maphash.MakeSeed()}
+	for i := range g.stripes {
+		g.stripes[i].lock = make(chan struct{}, 1)
+	}
+	return g
 }
+
+func (g *Guard) index(key string) int { return int(maphash.String(g.seed, key) & (Stripes - 1)) }
+
+func (g *Guard) stripe(key string) *stripe { return &g.stripes[g.index(key)] }
+
+// lock takes s's lock, giving up when ctx ends (a nil ctx waits for good).
+func (s *stripe) acquire(ctx context.Context) error {
+	if ctx == nil {
+		s.lock <- struct{}{}
+		return nil
+	}
+	select {
+	case s.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *stripe) release() { <-s.lock }
 
 // Ticket returns key's ticket, to be taken before reading the value a later
 // WriteIf will copy.
@@ -71,37 +96,44 @@ func (g *Guard) Ticket(key string) Ticket {
 }
 
 // Begin announces a foreground write of key (Set, Delete). Every background
-// copy whose ticket was taken before End is then skipped. Call End when the
-// write is over, whatever its outcome. The WriteTicket lets the write's own
-// L1 write find out whether an invalidation arrived meanwhile.
-func (g *Guard) Begin(key string) WriteTicket {
+// copy whose ticket was taken before End is then skipped. It waits for a
+// copy in progress on the key's stripe, giving up with ctx's error when ctx
+// ends first (then nothing is announced and End must not be called). After
+// a nil error, call End when the write is over, whatever its outcome. The
+// WriteTicket lets the write's own L1 write find out whether an
+// invalidation arrived meanwhile.
+func (g *Guard) Begin(ctx context.Context, key string) (WriteTicket, error) {
 	s := g.stripe(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return WriteTicket{}, err
+	}
+	defer s.release()
+	s.writing.Add(1)
 	s.gen.Add(1)
-	s.writing++
-	return WriteTicket{inval: s.inval, epoch: g.epoch.Load()}
+	return WriteTicket{inval: s.inval.Load(), epoch: g.epoch.Load()}, nil
 }
 
 // End closes a write announced by Begin.
 func (g *Guard) End(key string) {
 	s := g.stripe(key)
-	s.mu.Lock()
 	s.gen.Add(1)
-	s.writing--
-	s.mu.Unlock()
+	s.writing.Add(-1)
 }
 
-// WriteIf runs write under key's stripe lock if the stripe's generation and
-// the epoch are still those of t and no foreground write is under way, and
-// reports whether it ran. With bump, a write that ran also advances the
-// generation, so that older background copies of the key are skipped after
-// it.
+// holds reports whether t still holds for s: no write begun or ended, no
+// invalidation, no flush since it was taken, and no write under way.
+func (g *Guard) holds(s *stripe, t Ticket) bool {
+	return s.gen.Load() == t.gen && g.epoch.Load() == t.epoch && s.writing.Load() == 0
+}
+
+// WriteIf runs write under key's stripe lock if t still holds, and reports
+// whether it ran. With bump, a write that ran also advances the
+// generation, so that older copies of the key are skipped after it.
 func (g *Guard) WriteIf(key string, t Ticket, bump bool, write func()) bool {
 	s := g.stripe(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gen.Load() != t.gen || g.epoch.Load() != t.epoch || s.writing != 0 {
+	_ = s.acquire(nil)
+	defer s.release()
+	if !g.holds(s, t) {
 		return false
 	}
 	write()
@@ -113,16 +145,19 @@ func (g *Guard) WriteIf(key string, t Ticket, bump bool, write func()) bool {
 
 // WriteUnlessInvalidated runs a foreground write's L1 write under key's
 // stripe lock, unless key was invalidated, or L1 flushed, since Begin
-// returned t. It reports whether it ran.
-func (g *Guard) WriteUnlessInvalidated(key string, t WriteTicket, write func()) bool {
+// returned t. It reports whether it ran, and gives up with ctx's error when
+// ctx ends before it gets the lock.
+func (g *Guard) WriteUnlessInvalidated(ctx context.Context, key string, t WriteTicket, write func()) (bool, error) {
 	s := g.stripe(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inval != t.inval || g.epoch.Load() != t.epoch {
-		return false
+	if err := s.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer s.release()
+	if s.inval.Load() != t.inval || g.epoch.Load() != t.epoch {
+		return false, nil
 	}
 	write()
-	return true
+	return true, nil
 }
 
 // Invalidate runs evict under key's stripe lock, after voiding every ticket
@@ -130,10 +165,10 @@ func (g *Guard) WriteUnlessInvalidated(key string, t WriteTicket, write func()) 
 // foreground write under way, writes key into L1 after it.
 func (g *Guard) Invalidate(key string, evict func()) {
 	s := g.stripe(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	_ = s.acquire(nil)
+	defer s.release()
 	s.gen.Add(1)
-	s.inval++
+	s.inval.Add(1)
 	evict()
 }
 
@@ -149,24 +184,22 @@ func (g *Guard) InvalidateAll() { g.epoch.Add(1) }
 func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, bump bool, write func(ok []int)) []int {
 	idx := make([]int, len(keys))
 	for i, key := range keys {
-		idx[i] = int(maphash.String(g.seed, key) & (Stripes - 1))
+		idx[i] = g.index(key)
 	}
 	order := slices.Clone(idx)
 	slices.Sort(order)
 	order = slices.Compact(order)
 	for _, s := range order {
-		g.stripes[s].mu.Lock()
+		_ = g.stripes[s].acquire(nil)
 	}
 	defer func() {
 		for _, s := range order {
-			g.stripes[s].mu.Unlock()
+			g.stripes[s].release()
 		}
 	}()
-	epoch := g.epoch.Load()
 	var ok []int
 	for i := range keys {
-		s := &g.stripes[idx[i]]
-		if s.gen.Load() == tickets[i].gen && epoch == tickets[i].epoch && s.writing == 0 {
+		if g.holds(&g.stripes[idx[i]], tickets[i]) {
 			ok = append(ok, i)
 		}
 	}

@@ -1,8 +1,10 @@
 package keyguard
 
 import (
+	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -17,8 +19,8 @@ func TestWriteIf(t *testing.T) {
 		want    bool
 	}{
 		{name: "nothing in between", between: func(*Guard) {}, want: true},
-		{name: "a write began and ended", between: func(g *Guard) { g.Begin("k"); g.End("k") }, want: false},
-		{name: "a write is under way", between: func(g *Guard) { g.Begin("k") }, want: false},
+		{name: "a write began and ended", between: func(g *Guard) { mustBegin(g, "k"); g.End("k") }, want: false},
+		{name: "a write is under way", between: func(g *Guard) { mustBegin(g, "k") }, want: false},
 		{name: "a bumping copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), true, func() {}) }, want: false},
 		{name: "a plain copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), false, func() {}) }, want: true},
 		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }, want: false},
@@ -38,7 +40,7 @@ func TestWriteIf(t *testing.T) {
 
 func TestWriteTakenAfterEndRuns(t *testing.T) {
 	g := New()
-	g.Begin("k")
+	mustBegin(g, "k")
 	g.End("k")
 	require.True(t, g.WriteIf("k", g.Ticket("k"), false, func() {}))
 }
@@ -51,43 +53,52 @@ func TestOtherStripesUnaffected(t *testing.T) {
 		other = string(rune('a'+i%26)) + other
 	}
 	gen := g.Ticket(other)
-	g.Begin("k")
+	mustBegin(g, "k")
 	defer g.End("k")
 	require.True(t, g.WriteIf(other, gen, false, func() {}))
 }
 
-// Begin waits for a copy in progress, so the write that follows Begin lands
-// after the copy and wins.
+// Begin waits for a copy in progress, so the write that follows lands after
+// the copy and wins; it gives up when the write's ctx ends first.
 func TestBeginWaitsForCopy(t *testing.T) {
 	g := New()
 	var order []string
 	var mu sync.Mutex
-	inCopy, release := make(chan struct{}), make(chan struct{})
-	done := make(chan struct{})
+	add := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	inCopy, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		g.WriteIf("k", g.Ticket("k"), false, func() {
 			close(inCopy)
 			<-release
-			mu.Lock()
-			order = append(order, "copy")
-			mu.Unlock()
+			add("copy")
 		})
 	}()
 	<-inCopy
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_, err := g.Begin(ctx, "k")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "gives up with its ctx")
 	began := make(chan struct{})
 	go func() {
-		_ = g.Begin("k")
-		mu.Lock()
-		order = append(order, "write")
-		mu.Unlock()
+		defer close(began)
+		_, err := g.Begin(context.Background(), "k")
+		require.NoError(t, err)
+		add("write")
 		g.End("k")
-		close(began)
 	}()
 	close(release)
 	<-done
 	<-began
 	require.Equal(t, []string{"copy", "write"}, order)
+}
+
+func mustBegin(g *Guard, key string) WriteTicket {
+	wt, err := g.Begin(context.Background(), key)
+	if err != nil {
+		panic(err)
+	}
+	return wt
 }
 
 func TestWriteUnlessInvalidated(t *testing.T) {
@@ -97,17 +108,19 @@ func TestWriteUnlessInvalidated(t *testing.T) {
 		want    bool
 	}{
 		{name: "nothing in between", between: func(*Guard) {}, want: true},
-		{name: "another write of the key", between: func(g *Guard) { g.Begin("k"); g.End("k") }, want: true},
+		{name: "another write of the key", between: func(g *Guard) { mustBegin(g, "k"); g.End("k") }, want: true},
 		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }, want: false},
 		{name: "everything was invalidated", between: func(g *Guard) { g.InvalidateAll() }, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := New()
-			wt := g.Begin("k")
+			wt := mustBegin(g, "k")
 			tt.between(g)
 			ran := false
-			require.Equal(t, tt.want, g.WriteUnlessInvalidated("k", wt, func() { ran = true }))
+			done, err := g.WriteUnlessInvalidated(context.Background(), "k", wt, func() { ran = true })
+			require.NoError(t, err)
+			require.Equal(t, tt.want, done)
 			require.Equal(t, tt.want, ran)
 			g.End("k")
 		})
@@ -121,10 +134,10 @@ func TestInvalidateEvictsAfterWrite(t *testing.T) {
 	var mu sync.Mutex
 	add := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
 	inWrite, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	wt := g.Begin("k")
+	wt := mustBegin(g, "k")
 	go func() {
 		defer close(done)
-		g.WriteUnlessInvalidated("k", wt, func() { close(inWrite); <-release; add("write") })
+		_, _ = g.WriteUnlessInvalidated(context.Background(), "k", wt, func() { close(inWrite); <-release; add("write") })
 	}()
 	<-inWrite
 	evicted := make(chan struct{})

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// discussion returns results.md's discussion: what the figures say, drawn
+// from them, and why, from what each library does (and from CPU profiles
+// of the same workloads, `go run . -profile DIR`).
+func discussion(byID map[string][]summary, env environment) string {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+
+	p("**In short.** %s\n\n", headline(byID))
+
+	if ss, ok := byID["a-warm"]; ok {
+		p("**Read-mostly (a).** Most calls are local hits here, and the three local caches differ in what a hit costs. " +
+			"tiercache (otter) and sturdyc (a sharded map) keep the decoded value and return it; go-redis/cache keeps the encoded bytes " +
+			"in TinyLFU, behind one mutex, and decodes msgpack (with s2 above 64 bytes) on every hit, hence its allocations per call")
+		if g, ok := find(ss, "go-redis/cache"); ok {
+			if s, ok := find(ss, nameSequential); ok {
+				p(" (%.1f per call warm, against tiercache Sequential's %.1f)", g.Allocs, s.Allocs)
+			}
+		}
+		p(". The rest of the time goes to the misses: 1%% Sets, and the keys of the long Zipf tail that are not local, which cost a " +
+			"Redis round trip and, on a Redis miss, a 1 ms load. On an L1 miss tiercache starts a goroutine for the key's flight " +
+			"(the L2 read every concurrent caller shares) and hands the refill of an L2 hit and the L2 write of a loaded value to its " +
+			"OffloadPool, whose workers exit when the queue is empty; the peers read Redis on the caller's goroutine. CPU profiles (`go run . -profile DIR`) put " +
+			"13–22%% of tiercache's CPU in `runtime.newstack`/`copystack` in a and b: each of those short-lived goroutines starts with a " +
+			"small stack and grows it to go-redis's depth, once per miss. ")
+		p("ParallelReadPolicy reads Redis on every call, local hit or not (Redis cmds/op near 1 against about 0.2 for the others), " +
+			"so it runs at the rate of Redis round trips; that is its purpose (the fresher of the two copies wins), not a defect. " +
+			"Race with LoserOffload reads both layers on two goroutines per call.\n\n")
+	}
+
+	if ss, ok := byID["b"]; ok {
+		p("**L2-heavy (b).** Nine calls in ten miss the local cache and hit Redis, so the cost of an L2 hit decides: ")
+		var parts []string
+		for _, s := range ss {
+			if s.Kind.Peer || s.Kind.Name == nameSequential {
+				parts = append(parts, fmt.Sprintf("%s %s ops/s, %.1f allocs/op, %s B/op", s.Kind.Name, thousands(s.Throughput), s.Allocs, thousands(s.Bytes)))
+			}
+		}
+		p("%s. Every library sends one GET per local miss (GET/op ≈ 0.9); the difference is CPU per call on a machine whose two "+
+			"CPUs also run redis-server. go-redis/cache decodes msgpack on the caller's goroutine and copies the bytes into TinyLFU; "+
+			"sturdyc decodes its JSON record on the caller's goroutine; tiercache decodes JSON (`encoding/json` is the slowest of the "+
+			"three codecs) on the flight's goroutine, then refills L1 on an OffloadPool worker, so each L2 hit costs two goroutine "+
+			"starts, their stack growth, a flight (a context, a channel, a map entry) and a key-guard ticket on top of the GET. ",
+			strings.Join(parts, "; "))
+		if ap := experimentRows(ss); ap != "" {
+			p("The experiment rows batch the Redis commands of concurrent callers (the coalescing prototype, and each library over "+
+				"go-redis's AutoPipeliner): %s. ", ap)
+			tc, ok1 := find(ss, nameSequentialAP)
+			seq, ok2 := find(ss, nameSequential)
+			if ok1 && ok2 && tc.Throughput < seq.Throughput {
+				p("Pipelining saves the peers system calls and Redis work, but tiercache's own throughput falls (%s against %s): "+
+					"redisstore drives an AutoPipeliner through its guarded path, a goroutine per command, and on a Redis this "+
+					"close that goroutine costs more than the round trips it saves.", thousands(tc.Throughput), thousands(seq.Throughput))
+			} else {
+				p("Pipelining saves every library system calls and Redis work.")
+			}
+			if co, ok := find(ss, nameSequentialCoalesced); ok {
+				p(" The coalescing prototype cuts Redis commands to %.2f per call; what it leaves (%s ops/s) is tiercache's CPU per L1 miss.",
+					co.Commands, thousands(co.Throughput))
+			}
+		}
+		p("\n\n")
+	}
+
+	if ss, ok := byID["c"]; ok {
+		keys := env.Sizes.StampedeKeys
+		var over, exact, peersOver []string
+		for _, s := range ss {
+			if s.Kind.Experiment {
+				continue
+			}
+			twice := s.LoadsMax > int64(keys) || s.MaxPerKey > 1
+			switch {
+			case s.Kind.Peer && twice:
+				peersOver = append(peersOver, fmt.Sprintf("%s (up to %s loads, %d of one key)", s.Kind.Name, thousands(float64(s.LoadsMax)), s.MaxPerKey))
+			case s.Kind.Peer:
+			case twice:
+				over = append(over, fmt.Sprintf("%s (up to %s loads, %d of one key)", s.Kind.Name, thousands(float64(s.LoadsMax)), s.MaxPerKey))
+			default:
+				exact = append(exact, s.Kind.Name)
+			}
+		}
+		p("**Stampede (c).** go-redis/cache (singleflight) and sturdyc (its in-flight map) coalesce the 1,000 callers of a cold key too. ")
+		if len(exact) > 0 {
+			p("%s loaded each key exactly once in every round. ", strings.Join(exact, ", "))
+		}
+		if len(over) > 0 {
+			p("%s loaded some keys more than once. The window: a caller misses L1, and before it joins the key's "+
+				"flight that flight ends (it stores the value in L1, then leaves the group) while the value's L2 write is still queued "+
+				"on the OffloadPool; the caller starts a new flight, misses L2 too, and loads again. Under Parallel and Race the L1 "+
+				"and L2 reads run on goroutines of their own, which widens the window with 1,000 callers on 2 CPUs; under Sequential "+
+				"the caller joins right after its L1 read, so a second load is rare but possible. A new flight that reads L1 again "+
+				"before L2 closes the window: the value is in L1 before the old flight leaves the group. ", strings.Join(over, ", "))
+		}
+		if len(peersOver) > 0 {
+			p("The same window shows in %s: it too writes Redis after its in-flight call has ended. ", strings.Join(peersOver, ", "))
+		}
+		p("\n\n")
+	}
+
+	if ss, ok := byID["d"]; ok {
+		rt := float64(env.PoolSize) / (float64(env.Sizes.RedisDelay.Seconds()) + 0.0005)
+		p("**Redis slow (d).** With 2 ms added to every reply, a connection carries at most one command per ~2.5 ms (the proxy's "+
+			"2 ms plus timer and scheduling slack), so a pool of %d connections caps every library near %s round trips per second, "+
+			"about %s calls per second at 0.9 GETs per call. All three send one command per round trip and none reaches the cap, "+
+			"since the proxy, Redis and the library share two CPUs",
+			env.PoolSize, thousands(rt), thousands(rt/0.9))
+		if best, ok := bestPeer(ss); ok {
+			if s, ok := find(ss, nameSequential); ok {
+				p(": tiercache Sequential %s ops/s, %s %s", thousands(s.Throughput), best.Kind.Name, thousands(best.Throughput))
+			}
+		}
+		p(". With the round trip this long, CPU per call matters less than in b, and waiting for a free connection is what makes the p99. ")
+		if ap := experimentRows(ss); ap != "" {
+			p("Sending the commands of concurrent callers together is the lever, and the experiment rows try it: %s. ", ap)
+			best, okBest := bestPeer(ss)
+			if co, ok := find(ss, nameSequentialCoalesced); ok && okBest {
+				p("The prototype (`coalescingL2` in coalesce.go, on tiercache's public API: concurrent Gets become one MGET, "+
+					"no batching window, each caller still bound by its own deadline) sends %.2f Redis commands per call instead "+
+					"of 0.95 and runs at %.2f× the best peer (%s), p99 %s against %s. ",
+					co.Commands, co.Throughput/best.Throughput, best.Kind.Name, fmtDur(co.P99), fmtDur(best.P99))
+			}
+			tc, okTC := find(ss, nameSequentialAP)
+			var apPeer summary
+			for _, s := range ss {
+				if s.Kind.Experiment && s.Kind.Family != familyTiercache && s.Throughput > apPeer.Throughput {
+					apPeer = s
+				}
+			}
+			if okTC && okBest {
+				p("Over go-redis's AutoPipeliner tiercache runs at %.2f× the best peer in the configuration its README recommends, p99 %s. ",
+					tc.Throughput/best.Throughput, fmtDur(tc.P99))
+			}
+			if okTC && apPeer.Throughput > tc.Throughput {
+				p("But the peers gain more from the same client option (%s: %.2f× tiercache's): redisstore sends each command "+
+					"from a goroutine of its own (its guarded path) to keep its deadline guarantee, since the AutoPipeliner ignores "+
+					"per-command deadlines, and tiercache's L1-miss path costs what it costs in b. A lead that lasts needs both: "+
+					"batching inside redisstore with deadlines it enforces itself, and a cheaper miss path.",
+					apPeer.Kind.Name, apPeer.Throughput/tc.Throughput)
+			}
+		}
+		p("\n\n")
+	}
+
+	var failing []string
+	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d"} {
+		for _, s := range byID[id] {
+			if s.Errors > 0 {
+				failing = append(failing, fmt.Sprintf("%s in %s (%d)", s.Kind.Name, id, s.Errors))
+			}
+		}
+	}
+	if len(failing) > 0 {
+		p("**Errors.** Some calls failed: %s. tiercache's are its L2Timeout (100 ms) at work on a saturated machine: "+
+			"a Set whose L2 write does not finish within it returns the error (and evicts L1), as documented; a read degrades to "+
+			"the origin instead, which shows as origin loads in b and d. The peers have no per-operation deadline, so a slow Redis "+
+			"makes them slower instead of failing.\n\n", strings.Join(failing, ", "))
+	}
+
+	p("**What this does not show.** Redis is on the same two CPUs as the benchmark, so CPU spent by one side slows the other; " +
+		"on separate machines the round trip dominates more and CPU per call less. Allocations are the whole process's, go-redis's " +
+		"included, the same client for every library. Each peer runs as its README shows: go-redis/cache writes Redis inside `Once` " +
+		"before callers get the value, sturdyc writes it on a new goroutine per write with `context.Background()` and never " +
+		"stops its eviction goroutine; tiercache bounds its background work (an OffloadPool of 64 tasks), which costs it the " +
+		"goroutine starts above. sturdyc reaches Redis only through a `DistributedStorage` its user writes (this module's is " +
+		"sturdyc_storage.go), and has no write-through Set.\n")
+	return w.String()
+}
+
+// experimentRows lists the experiment rows' throughput and p99.
+func experimentRows(ss []summary) string {
+	var ap []string
+	for _, s := range ss {
+		if s.Kind.Experiment {
+			ap = append(ap, fmt.Sprintf("%s %s ops/s, p99 %s", s.Kind.Name, thousands(s.Throughput), fmtDur(s.P99)))
+		}
+	}
+	return strings.Join(ap, "; ")
+}
+
+// headline sums the comparison up in a sentence per workload.
+func headline(byID map[string][]summary) string {
+	var parts []string
+	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d"} {
+		ss, ok := byID[id]
+		if !ok {
+			continue
+		}
+		seq, ok1 := find(ss, nameSequential)
+		best, ok2 := bestPeer(ss)
+		if !ok1 || !ok2 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f× (%s)", id, seq.Throughput/best.Throughput, best.Kind.Name))
+	}
+	if len(parts) == 0 {
+		return "No workload ran both tiercache and a peer."
+	}
+	fastest := func(id string) string {
+		ss := slices.Clone(byID[id])
+		var in []summary
+		for _, s := range ss {
+			if !s.Kind.Experiment {
+				in = append(in, s)
+			}
+		}
+		if len(in) == 0 {
+			return ""
+		}
+		top := slices.MaxFunc(in, func(a, b summary) int { return cmpFloat(a.Throughput, b.Throughput) })
+		return top.Kind.Name
+	}
+	var tops []string
+	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d"} {
+		if _, ok := byID[id]; ok {
+			tops = append(tops, id+": "+fastest(id))
+		}
+	}
+	return "tiercache Sequential's throughput against the best peer, per workload: " + strings.Join(parts, ", ") +
+		". Fastest library per workload: " + strings.Join(tops, ", ") + "."
+}

@@ -1,0 +1,32 @@
+// Command bench compares tiercache with the Go two-tier caches its users
+// would pick instead, go-redis/cache (a TinyLFU local cache over Redis) and
+// sturdyc (an in-memory cache with a Redis DistributedStorage, written here
+// in sturdyc_storage.go), on one real redis-server, and writes
+// docs/bench/results.md and docs/bench/throughput.svg.
+//
+// Run it with `make bench-compare` from the repository's root, or:
+//
+//	cd bench && go run . -out ../docs/bench
+//
+// It starts redis-server on a free loopback port with persistence off, or
+// uses the Redis at REDIS_ADDR, whose databases 12 to 15 it flushes. Flags:
+// -rounds (3) runs every workload that many times on every library, in a
+// rotated order, and reports medians; -scale multiplies the calls of
+// workloads a, b and d; -workloads picks some of a-cold, a-warm, b, c and
+// d; -experiments=false leaves out the AutoPipeline rows; -profile DIR
+// writes a CPU profile of every measured phase of the first round.
+//
+// Every library gets the same Redis, the same local capacity (10,000
+// entries), the same values (Product, about 200 bytes encoded) and the same
+// origin (Origin: a 1 ms wait, counted). The workloads (workload.go): a,
+// read-mostly, Zipf(1.1) over 100,000 keys, 99% GetOrLoad and 1% Set, from
+// cold and again warm; b, L2-heavy, uniform over a Redis holding every key;
+// c, a stampede of 1,000 callers per cold key over 100 keys; d, the traffic
+// of b through slowProxy, which delays every Redis reply by 2 ms. A meter
+// takes each phase's throughput, latency quantiles, allocations
+// (runtime.MemStats), origin loads and Redis commands (INFO commandstats).
+//
+// The module is separate from tiercache's so that the peers' dependencies
+// never reach tiercache's users; it requires tiercache, otterstore and
+// redisstore through replace directives.
+package main

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// experiments returns configurations that are not part of the comparison
+// proper: each library with its Redis commands sent through go-redis's
+// AutoPipeliner (Client.AutoPipeline, experimental in go-redis v9.23), which
+// gathers the commands of concurrent callers into pipelines. They run on
+// workloads b and d only, to measure what auto-pipelining does when most
+// calls go to Redis, fast or slow, for every library alike.
+func experiments() []libraryKind {
+	const note = " Its Redis commands go through `client.AutoPipeline()` (go-redis v9.23, experimental; " +
+		"`DefaultBlockingAutoPipelineOptions`: batches of up to 300 commands, one batch in flight, no coalescing delay)."
+	tc := tiercacheKind("Sequential", "sequential", tiercacheSequential)
+	tc.Name, tc.Label = "tiercache Sequential + AutoPipeline", "tiercache sequential +AP"
+	tc.Settings += "; redisstore over the AutoPipeliner, which it drives through its guarded path " +
+		"(a goroutine per command, since the AutoPipeliner ignores per-command deadlines)." + note
+	tc.New = func(cfg libConfig) (Library, error) {
+		client := newRedisClient(cfg)
+		ap, err := autoPipeliner(client)
+		if err != nil {
+			return nil, err
+		}
+		return newTiercache(cfg, client, ap, tiercacheSequential, false)
+	}
+	co := tiercacheKind("Sequential", "sequential", tiercacheSequential)
+	co.Name, co.Label = nameSequentialCoalesced, "tiercache sequential +coalesced"
+	co.Settings += "; redisstore behind `coalescingL2` (coalesce.go), a prototype of auto-pipelining built on tiercache's " +
+		"public API: concurrent Gets are gathered into one `GetMany` (one MGET) by 8 dispatcher goroutines, up to 128 keys a " +
+		"batch, with no batching window (a batch is whatever queued during the previous round trip); each caller still " +
+		"returns by its own deadline."
+	co.New = func(cfg libConfig) (Library, error) {
+		client := newRedisClient(cfg)
+		return newTiercache(cfg, client, client, tiercacheSequential, true)
+	}
+	gr := goRedisCacheKind()
+	gr.Name, gr.Label, gr.Peer = "go-redis/cache + AutoPipeline", "go-redis/cache +AP", false
+	gr.Settings += "." + note
+	gr.New = func(cfg libConfig) (Library, error) {
+		client := newRedisClient(cfg)
+		ap, err := autoPipeliner(client)
+		if err != nil {
+			return nil, err
+		}
+		return newGoRedisCache(cfg, client, ap), nil
+	}
+	st := sturdycKind()
+	st.Name, st.Label, st.Peer = "sturdyc + AutoPipeline", "sturdyc +AP", false
+	st.Settings += "." + note
+	st.New = func(cfg libConfig) (Library, error) {
+		client := newRedisClient(cfg)
+		ap, err := autoPipeliner(client)
+		if err != nil {
+			return nil, err
+		}
+		return newSturdyc(cfg, client, ap), nil
+	}
+	kinds := []libraryKind{co, tc, gr, st}
+	for i := range kinds {
+		kinds[i].Only = []string{"b", "d"}
+		kinds[i].Experiment = true
+	}
+	return kinds
+}
+
+// autoPipeliner returns client's blocking AutoPipeliner, closing client
+// when there is none.
+func autoPipeliner(client *redis.Client) (*redis.AutoPipeliner, error) {
+	ap, err := client.AutoPipeline()
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("bench: AutoPipeline: %w", err)
+	}
+	return ap, nil
+}

@@ -655,6 +655,19 @@ type batch struct {
 	active int // owned flights with a caller; guarded by the flight group's lock
 }
 
+// release is each owned flight's cancel: called under the flight group's
+// lock whenever the flight's callers have all gone, which may happen more
+// than once for a flight that stays in the group after its answer. The
+// batch's ctx is cancelled when no owned flight has a caller left; calls
+// past that are ignored.
+func (b *batch) release() {
+	if b.active > 0 {
+		if b.active--; b.active == 0 {
+			b.cancel()
+		}
+	}
+}
+
 // joinMany holds a flight for each key of keys at the indexes pending:
 // joining the flights under way, and making the others flights owned by one
 // new batch, which it starts. withL2 says whether the batch reads L2 before
@@ -676,11 +689,7 @@ func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, w
 			continue
 		}
 		f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{})}
-		f.cancel = func() { // under the group's lock, when the flight's last caller leaves
-			if b.active--; b.active == 0 {
-				b.cancel()
-			}
-		}
+		f.cancel = b.release // under the group's lock, when the flight's last caller leaves
 		if withL2 {
 			f.l2Done = make(chan struct{})
 		} else {
@@ -694,10 +703,10 @@ func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, w
 	if len(owned) == 0 {
 		cancel()
 	} else if c.bg.Add() {
-		go func() {
+		c.workers.Go(func() {
 			defer c.bg.Done()
 			c.runBatch(b, owned, withL2, load, false)
-		}()
+		})
 	} else {
 		for _, f := range owned {
 			if f.l2Done != nil {
@@ -845,7 +854,7 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 			gone = append(gone, i)
 		}
 	}
-	c.storeMany(b.ctx, missingKeys, results, missingTickets, store, now)
+	c.storeMany(b.ctx, missingKeys, results, missingTickets, store, now, missing)
 	c.evictMany(b.ctx, missingKeys, missingTickets, gone)
 	c.flights.mu.Lock()
 	for i, f := range missing {
@@ -881,7 +890,7 @@ func callBatchLoader[T any](ctx context.Context, load func(context.Context, []st
 // into L1 now, in one batch, into L2 through the Offload in one batch, then
 // announces them in one call. A key written or invalidated since its ticket
 // was taken is left alone.
-func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheValue[T], tickets []keyguard.Ticket, idx []int, now time.Time) {
+func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheValue[T], tickets []keyguard.Ticket, idx []int, now time.Time, flights []*flight[T]) {
 	if len(idx) == 0 {
 		return
 	}
@@ -911,9 +920,18 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 	for i, key := range k {
 		after[i] = c.guard.Ticket(key)
 	}
-	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+	pending := pickFlights(flights, idx, ok)
+	c.flights.mu.Lock()
+	for _, f := range pending {
+		f.pendingL2 = true
+	}
+	c.flights.mu.Unlock()
+	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+		defer c.landed(pending...)
 		c.copyToL2(ctx, k, v, after)
-	})
+	}) {
+		c.landed(pending...)
+	}
 }
 
 // evictMany removes keys a refresh found gone (the indexes in idx) from
@@ -970,11 +988,7 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 				continue // a load of the key is under way
 			}
 			f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{}), refresh: true, loading: true}
-			f.cancel = func() {
-				if b.active--; b.active == 0 {
-					b.cancel()
-				}
-			}
+			f.cancel = b.release
 			c.flights.m[key] = f
 			owned = append(owned, f)
 		}
@@ -1039,6 +1053,16 @@ func dedupErrors(errs []error) []error {
 			seen[msg] = true
 			out = append(out, err)
 		}
+	}
+	return out
+}
+
+// pickFlights returns the flights of the keys written: ok indexes idx,
+// which indexes flights.
+func pickFlights[T any](flights []*flight[T], idx, ok []int) []*flight[T] {
+	out := make([]*flight[T], len(ok))
+	for j, i := range ok {
+		out[j] = flights[idx[i]]
 	}
 	return out
 }

@@ -12,7 +12,12 @@ import (
 	"github.com/tiercache/tiercache/internal/keyguard"
 	"github.com/tiercache/tiercache/internal/readctx"
 	"github.com/tiercache/tiercache/internal/track"
+	"github.com/tiercache/tiercache/internal/workers"
 )
+
+// flightIdleTimeout is how long a flight's goroutine waits for the next
+// flight before it exits.
+const flightIdleTimeout = time.Second
 
 // The kinds of background work a Cache hands to its Offload.
 const (
@@ -46,6 +51,7 @@ type Cache[T any] struct {
 	readL1      ReadFunc[T]  // c.getL1, bound once so that reads allocate nothing
 	readL2      ReadFunc[T]  // c.getL2
 	guard       *keyguard.Guard
+	workers     *workers.Pool // the goroutines of flights and batches, reused
 	flights     flightGroup[T]
 	refreshes   refreshMarks
 	stats       counters
@@ -95,6 +101,7 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 	c.breaker = c.newBreaker(o.Breaker)
 	_, c.sequential = c.policy.(SequentialReadPolicy[T])
 	c.flights.m = make(map[string]*flight[T])
+	c.workers = workers.New(flightIdleTimeout)
 	c.refreshes.m = make(map[string]struct{})
 	c.closeCtx, c.closeCancel = context.WithCancel(context.Background())
 	if o.Invalidator != nil {
@@ -283,6 +290,11 @@ func (c *Cache[T]) Close(ctx context.Context) error {
 	c.closed.Store(true)
 	err := c.bg.Close(ctx)
 	c.closeCancel() // ends the ctx of every flight still under way
+	if err == nil {
+		c.workers.Close()
+	} else {
+		c.workers.Stop()
+	}
 	if c.coherence.sub != nil {
 		if c.closedSub.CompareAndSwap(false, true) {
 			err = errors.Join(err, c.coherence.sub.Close())

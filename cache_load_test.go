@@ -1318,3 +1318,35 @@ func TestGetOrLoadLeavesNoFlightBehind(t *testing.T) {
 		require.Equal(t, l2Gets+keys, l2.calls().gets, "every key read L2 afresh")
 	})
 }
+
+// A flight whose value is still on its way to L2 stays joinable: a caller
+// that missed L1 takes its value, instead of reading L2 before the value
+// is there and loading it again.
+func TestGetOrLoadJoinsFlightUntilItsValueIsInL2(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		off := &heldOffload{}
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
+		t.Cleanup(func() { off.run() })
+		loads := 0
+		load := func(context.Context) (string, error) { loads++; return "v", nil }
+		v, err := c.GetOrLoad(context.Background(), "k", load)
+		require.NoError(t, err)
+		require.Equal(t, "v", v)
+		require.NoError(t, l1.Delete(context.Background(), "k")) // as if this caller had read L1 before the store
+		gets := l2.calls().gets
+		v, err = c.GetOrLoad(context.Background(), "k", load)
+		require.NoError(t, err)
+		require.Equal(t, "v", v)
+		require.Equal(t, 1, loads, "no second load")
+		require.Equal(t, gets, l2.calls().gets, "no L2 read before the value is there")
+		off.run() // the L2 write lands; the flight leaves
+		require.NoError(t, l1.Delete(context.Background(), "k"))
+		v, err = c.GetOrLoad(context.Background(), "k", load)
+		require.NoError(t, err)
+		require.Equal(t, "v", v)
+		require.Equal(t, 1, loads, "now from L2")
+		require.Equal(t, gets+1, l2.calls().gets)
+		off.run()
+	})
+}

@@ -164,9 +164,10 @@ type flight[T any] struct {
 	refresh bool // a background refresh: readers do not wait for it
 
 	// Guarded by flightGroup.mu.
-	refs     int  // callers holding the flight
-	loading  bool // the load has started
-	resolved bool // done is closed
+	refs      int  // callers holding the flight
+	loading   bool // the load has started
+	resolved  bool // done is closed
+	pendingL2 bool // answered, its value still on its way to L2: it stays joinable until it lands
 
 	// Written before the channel they belong to is closed.
 	l2Done  chan struct{} // closed when the L2 read ends; nil for a flight that only loads
@@ -200,8 +201,23 @@ func (c *Cache[T]) resolveLocked(f *flight[T], v *CacheValue[T], err error) {
 	}
 	f.value, f.err, f.resolved = v, err, true
 	close(f.done)
-	if c.flights.m[f.key] == f {
+	if c.flights.m[f.key] == f && !f.pendingL2 {
 		delete(c.flights.m, f.key)
+	}
+}
+
+// landed removes answered flights whose values have reached L2 (or never
+// will) from the group: until then a caller that misses L1 joins them and
+// takes their value, instead of reading L2 before the value is there and
+// loading it again.
+func (c *Cache[T]) landed(fs ...*flight[T]) {
+	c.flights.mu.Lock()
+	defer c.flights.mu.Unlock()
+	for _, f := range fs {
+		f.pendingL2 = false
+		if f.resolved && c.flights.m[f.key] == f {
+			delete(c.flights.m, f.key)
+		}
 	}
 }
 
@@ -215,7 +231,7 @@ func (c *Cache[T]) leave(f *flight[T]) {
 		return
 	}
 	f.cancel()
-	if c.flights.m[f.key] == f {
+	if c.flights.m[f.key] == f && !(f.resolved && f.pendingL2) {
 		delete(c.flights.m, f.key)
 	}
 }
@@ -233,7 +249,7 @@ func (c *Cache[T]) joinRead(ctx context.Context, key string) (f *flight[T], join
 		f = c.newFlight(ctx, key)
 		f.l2Done = make(chan struct{})
 		if c.bg.Add() {
-			go c.runL2(f)
+			c.workers.Go(func() { c.runL2(f) })
 		} else {
 			f.l2Err = ErrClosed
 			close(f.l2Done)
@@ -427,7 +443,7 @@ func (c *Cache[T]) startLoadLocked(f *flight[T], load func(context.Context) (T, 
 		c.resolveLocked(f, nil, ErrClosed)
 		return
 	}
-	go c.runLoad(f, load, refresh)
+	c.workers.Go(func() { c.runLoad(f, load, refresh) })
 }
 
 // runLoad calls the loader for a flight, stores what it returns and answers
@@ -496,9 +512,15 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 		c.writeFailed(ctx, L1, err)
 	}
 	after := c.guard.Ticket(f.key)
-	c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+	c.flights.mu.Lock()
+	f.pendingL2 = true
+	c.flights.mu.Unlock()
+	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+		defer c.landed(f)
 		c.copyToL2(ctx, []string{f.key}, []CacheValue[T]{v}, []keyguard.Ticket{after})
-	})
+	}) {
+		c.landed(f)
+	}
 }
 
 // copyToL2 writes loaded values into L2, the keys whose ticket still holds,

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/workers"
 )
 
 // Offload runs background work: work a read or write must not wait for, such
@@ -40,6 +42,8 @@ const (
 	DefaultOffloadConcurrency = 64
 	// DefaultOffloadQueue is OffloadOptions.MaxQueued when zero.
 	DefaultOffloadQueue = 1024
+	// DefaultOffloadIdleTimeout is OffloadOptions.IdleTimeout when zero.
+	DefaultOffloadIdleTimeout = time.Second
 )
 
 // OffloadOptions configures an OffloadPool. The zero value is a valid
@@ -56,6 +60,10 @@ type OffloadOptions struct {
 	// TaskTimeout is the deadline on each task's ctx, counted from when the
 	// task starts running. Zero or negative: none.
 	TaskTimeout time.Duration
+	// IdleTimeout is how long a worker that has run out of tasks waits for
+	// another before it exits: a reused worker keeps the stack it grew.
+	// Zero: DefaultOffloadIdleTimeout. Negative: workers exit at once.
+	IdleTimeout time.Duration
 	// OnPanic, when set, is called with the task's kind, the recovered value
 	// and the stack of a task that panicked (or, for a task that called
 	// runtime.Goexit, an error saying so). A panic inside OnPanic is
@@ -85,9 +93,10 @@ type OffloadStats struct {
 
 // OffloadPool is the bounded Offload: at most MaxConcurrent tasks run at
 // once, at most MaxQueued more wait, and the rest are shed. Workers are
-// goroutines the pool owns: a worker starts when a task arrives and a slot is
-// free, drains the queue, and exits when the queue is empty, so an idle pool
-// holds no goroutine. Starting a worker allocates nothing.
+// goroutines the pool owns: a task arriving with a slot free goes to a
+// worker that is waiting for work, or to a new one; a worker drains the
+// queue, then waits IdleTimeout for more before it exits, so an idle pool
+// soon holds no goroutine. Starting a task allocates nothing.
 //
 // A RaceReadPolicy hands its losing read to an OffloadPool without a task of
 // its own: the read's goroutine is counted as a running task (it holds a
@@ -108,6 +117,7 @@ type OffloadPool struct {
 	cancelBase context.CancelFunc
 	startWork  func()           // p.work, bound once so that starting a worker allocates nothing
 	handoff    chan offloadTask // first task of each starting worker; room for maxRunning
+	workers    *workers.Pool    // the goroutines, reused
 
 	mu      sync.Mutex
 	closed  bool
@@ -153,6 +163,11 @@ func NewOffloadPool(opts OffloadOptions) *OffloadPool {
 	p.base, p.cancelBase = context.WithCancel(context.Background())
 	p.startWork = p.work
 	p.handoff = make(chan offloadTask, p.maxRunning)
+	idle := opts.IdleTimeout
+	if idle == 0 {
+		idle = DefaultOffloadIdleTimeout
+	}
+	p.workers = workers.New(idle)
 	return p
 }
 
@@ -172,7 +187,7 @@ func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
 		p.accepted.Add(1)
 		p.handoff <- offloadTask{kind, task} // never blocks: one slot per running worker
 		p.mu.Unlock()
-		go p.startWork()
+		p.workers.Go(p.startWork)
 		return true
 	case p.queue.len() < p.maxQueued:
 		p.accepted.Add(1)
@@ -225,7 +240,7 @@ func (p *OffloadPool) freeSlot() {
 	}
 	p.handoff <- next
 	p.mu.Unlock()
-	go p.startWork()
+	p.workers.Go(p.startWork)
 }
 
 // adopt takes a running goroutine into the pool's accounting as a running
@@ -359,9 +374,11 @@ func (p *OffloadPool) Close(ctx context.Context) error {
 		for _, a := range adopted {
 			a.cancelAdopted()
 		}
+		p.workers.Stop() // idle workers exit; busy ones once their task returns
 		return fmt.Errorf("tiercache: offload pool: close: %w", ctx.Err())
 	}
 	p.cancelBase()
+	p.workers.Close()
 	return nil
 }
 

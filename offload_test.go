@@ -687,9 +687,10 @@ func TestOffloadPoolClose(t *testing.T) {
 	})
 }
 
-// TestOffloadPoolIdleHoldsNoGoroutine ends a synctest bubble without Close:
-// synctest.Test fails if a pool worker is left blocked in the bubble.
-func TestOffloadPoolIdleHoldsNoGoroutine(t *testing.T) {
+// TestOffloadPoolIdleWorkersExit ends a synctest bubble without Close:
+// synctest.Test fails if a pool worker is left blocked in the bubble. Idle
+// workers wait IdleTimeout for more work, then exit.
+func TestOffloadPoolIdleWorkersExit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 4})
 		for range 20 {
@@ -697,6 +698,23 @@ func TestOffloadPoolIdleHoldsNoGoroutine(t *testing.T) {
 		}
 		require.NoError(t, p.Wait(context.Background()))
 		require.Equal(t, uint64(20), p.Stats().Completed)
+		time.Sleep(tiercache.DefaultOffloadIdleTimeout)
+		synctest.Wait()
+	})
+}
+
+// A task arriving while a worker waits for work runs on that worker, which
+// keeps the stack it grew.
+func TestOffloadPoolReusesWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+		defer p.Close(context.Background())
+		ids := make(chan uint64, 2)
+		require.True(t, p.Go("a", func(context.Context) { ids <- goroutineID() }))
+		first := <-ids
+		synctest.Wait()
+		require.True(t, p.Go("b", func(context.Context) { ids <- goroutineID() }))
+		require.Equal(t, first, <-ids)
 	})
 }
 

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -15,12 +14,20 @@ import (
 // tiercache Cache counts such a read as an L2 failure and carries on as on a
 // miss. It wraps tiercache.ErrBadEntry: Redis itself is healthy, and the
 // cache's circuit breaker does not count the failure.
-var ErrInvalidEntry = fmt.Errorf("redisstore: invalid entry: %w", tiercache.ErrBadEntry)
+var ErrInvalidEntry error = &badEntry{"redisstore: invalid entry"}
 
 // ErrValueTooLarge is wrapped by the error of a Set whose entry (header and
 // payload) is larger than Options.MaxValueBytes, and of a Get that reads one.
 // It wraps tiercache.ErrBadEntry.
-var ErrValueTooLarge = fmt.Errorf("redisstore: value too large: %w", tiercache.ErrBadEntry)
+var ErrValueTooLarge error = &badEntry{"redisstore: value too large"}
+
+// badEntry is a sentinel error that wraps tiercache.ErrBadEntry without
+// spelling it out, so that the message of a failed Get reads "redisstore:
+// get "k": invalid entry: no magic bytes ...".
+type badEntry struct{ msg string }
+
+func (e *badEntry) Error() string { return e.msg }
+func (e *badEntry) Unwrap() error { return tiercache.ErrBadEntry }
 
 // ErrClosed is returned by every operation on a Store after Close.
 var ErrClosed = errors.New("redisstore: store closed")

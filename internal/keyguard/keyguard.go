@@ -73,12 +73,8 @@ func (g *Guard) index(key string) int { return int(maphash.String(g.seed, key) &
 
 func (g *Guard) stripe(key string) *stripe { return &g.stripes[g.index(key)] }
 
-// lock takes s's lock, giving up when ctx ends (a nil ctx waits for good).
+// acquire takes s's lock, giving up with ctx's error when ctx ends first.
 func (s *stripe) acquire(ctx context.Context) error {
-	if ctx == nil {
-		s.lock <- struct{}{}
-		return nil
-	}
 	select {
 	case s.lock <- struct{}{}:
 		return nil
@@ -86,6 +82,10 @@ func (s *stripe) acquire(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// hold takes s's lock, waiting as long as it takes: background copies
+// and invalidations hold it only for an L1 write.
+func (s *stripe) hold() { s.lock <- struct{}{} }
 
 func (s *stripe) release() { <-s.lock }
 
@@ -131,7 +131,7 @@ func (g *Guard) holds(s *stripe, t Ticket) bool {
 // generation, so that older copies of the key are skipped after it.
 func (g *Guard) WriteIf(key string, t Ticket, bump bool, write func()) bool {
 	s := g.stripe(key)
-	_ = s.acquire(nil)
+	s.hold()
 	defer s.release()
 	if !g.holds(s, t) {
 		return false
@@ -165,7 +165,7 @@ func (g *Guard) WriteUnlessInvalidated(ctx context.Context, key string, t WriteT
 // foreground write under way, writes key into L1 after it.
 func (g *Guard) Invalidate(key string, evict func()) {
 	s := g.stripe(key)
-	_ = s.acquire(nil)
+	s.hold()
 	defer s.release()
 	s.gen.Add(1)
 	s.inval.Add(1)
@@ -190,7 +190,7 @@ func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, bump bool, write fu
 	slices.Sort(order)
 	order = slices.Compact(order)
 	for _, s := range order {
-		_ = g.stripes[s].acquire(nil)
+		g.stripes[s].hold()
 	}
 	defer func() {
 		for _, s := range order {

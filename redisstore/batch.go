@@ -55,16 +55,7 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) ([]*tiercache.Cac
 		return []*tiercache.CacheValue[T]{}, nil
 	}
 	rkeys := s.redisKeys(keys)
-	var raws []raw
-	var err error
-	switch s.client.(type) {
-	case *redis.Client:
-		raws, err = s.mget(ctx, rkeys)
-	case *redis.ClusterClient:
-		raws, err = s.mgetBySlot(ctx, rkeys)
-	default:
-		raws, err = s.pipelinedGets(ctx, rkeys)
-	}
+	raws, err := s.readRaw(ctx, rkeys)
 	if err != nil {
 		return nil, &manyError{"get", rkeys, err}
 	}
@@ -227,6 +218,22 @@ type raw struct {
 	val   string
 	found bool
 	err   error // the command that read the key failed
+}
+
+// readRaw reads rkeys in one round trip per node, as GetMany and
+// coalesced Gets do: one MGET on a *redis.Client, one MGET per hash slot in
+// one pipeline on a *redis.ClusterClient, one GET per key in one pipeline
+// on any other client. It returns a raw per key, or an error when the read
+// failed as a whole.
+func (s *Store[T]) readRaw(ctx context.Context, rkeys []string) ([]raw, error) {
+	switch s.client.(type) {
+	case *redis.Client:
+		return s.mget(ctx, rkeys)
+	case *redis.ClusterClient:
+		return s.mgetBySlot(ctx, rkeys)
+	default:
+		return s.pipelinedGets(ctx, rkeys)
+	}
 }
 
 // mget reads rkeys with one MGET: a single node holds every key.

@@ -34,7 +34,8 @@
 //
 // # Commands
 //
-// Each operation sends one command. [Store.Get] is a GET. [Store.Set] is
+// Each operation sends one command. [Store.Get] is a GET (or a share of an
+// MGET, see Coalesced Gets below). [Store.Set] is
 // SET key entry PXAT Expire (in unix milliseconds), so that Redis itself
 // drops the value at its Expire; a value without Expire is written without
 // TTL (a SET without PXAT also clears the TTL of a previous value). A value
@@ -78,6 +79,28 @@
 // A key that holds something other than a string reads as a miss in a
 // GetMany on a single node or a Cluster, since MGET answers nil for it,
 // where Get fails with Redis's WRONGTYPE error.
+//
+// # Coalesced Gets
+//
+// With [Options.CoalesceGets] set to n > 0, concurrent Gets share round
+// trips: a Get queues its key and n dispatcher goroutines each take every
+// Get queued (up to 128) and read their keys, each distinct key once, with
+// one MGET (one per hash slot in one pipeline on a Cluster), as GetMany
+// does. There is no timer: a Get that finds a dispatcher idle goes out at
+// once, alone, so coalescing adds no wait when Redis keeps up and gathers
+// Gets into batches when it does not. Under many callers on a far or slow
+// Redis this cuts the GETs sent (and the connections they hold) by the
+// batch size; on a quick loopback Redis with few callers it costs a
+// goroutine hand-off per Get.
+//
+// Each Get still waits for its own ctx only: a Get whose ctx ends while it
+// is queued is dropped from its batch, and one whose batch is in flight
+// returns at once. A batch reads with the values of its first caller's ctx
+// and the latest of its callers' deadlines (none when one of them has
+// none). Each Get decodes its own entry, so a bad entry fails its own Gets
+// only; a key holding something other than a string reads as a miss, as in
+// GetMany. The dispatchers start with the first Get and end with
+// [Store.Close], which a Store that coalesces Gets needs.
 //
 // # Entry format
 //

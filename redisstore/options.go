@@ -16,8 +16,20 @@ const DefaultMaxValueBytes = 4 << 20
 // (proto-max-bulk-len, 512 MB).
 const maxRedisString = 512 << 20
 
+// SuggestedCoalesceGets is a good first value of Options.CoalesceGets on a
+// single node: at most this many MGETs of coalesced Gets are in flight at
+// once. Eight keep a batch's wait short (a Get waits for a free dispatcher
+// at most one round trip) while leaving most of go-redis's pool (10
+// connections per CPU) to Set, Delete and GetMany.
+const SuggestedCoalesceGets = 8
+
+// maxCoalesceGets bounds Options.CoalesceGets: each dispatcher is a
+// goroutine, and more MGETs in flight than a pool has connections only
+// queue in go-redis.
+const maxCoalesceGets = 1024
+
 // Options configures a Store. The zero value (and a nil *Options) is valid:
-// no key prefix, JSON, entries up to DefaultMaxValueBytes.
+// no key prefix, JSON, entries up to DefaultMaxValueBytes, one GET per Get.
 type Options[T any] struct {
 	// KeyPrefix is prepended to every key: the Redis key of key k is
 	// KeyPrefix+k. Default: none. With Redis Cluster, a prefix holding a
@@ -34,6 +46,20 @@ type Options[T any] struct {
 	// DefaultMaxValueBytes (4 MiB); it must not be negative nor above 512
 	// MiB, the largest string Redis stores by default.
 	MaxValueBytes int
+
+	// CoalesceGets is the number of dispatcher goroutines that gather
+	// concurrent Gets into one MGET each (see "Coalesced Gets" in the
+	// package documentation): at most this many MGETs of coalesced Gets are
+	// in flight at once, each reading every key queued while the others
+	// were. Zero (the default): off, every Get sends its own GET.
+	// SuggestedCoalesceGets (8) is a good start on a *redis.Client (a single
+	// node, or Sentinel) serving many concurrent Gets, above all when Redis
+	// is far or slow. On a *redis.ClusterClient or a *redis.Ring a batch
+	// spans nodes and waits for the slowest, so a node that stalls stalls
+	// the coalesced Gets of keys on the others. At most 1024. The
+	// dispatchers start with the first Get and end with Close: a Store that
+	// coalesces Gets must be closed.
+	CoalesceGets int
 }
 
 // validate reports the first invalid field, in an error prefixed
@@ -41,6 +67,9 @@ type Options[T any] struct {
 func (o *Options[T]) validate() error {
 	if o.MaxValueBytes < 0 || o.MaxValueBytes > maxRedisString {
 		return fmt.Errorf("redisstore: Options.MaxValueBytes = %d: must be in [0, %d] (0: DefaultMaxValueBytes)", o.MaxValueBytes, maxRedisString)
+	}
+	if o.CoalesceGets < 0 || o.CoalesceGets > maxCoalesceGets {
+		return fmt.Errorf("redisstore: Options.CoalesceGets = %d: must be in [0, %d] (0: off)", o.CoalesceGets, maxCoalesceGets)
 	}
 	return nil
 }

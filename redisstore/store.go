@@ -16,11 +16,13 @@ import (
 // documentation) that Redis itself drops at the value's Expire. It is safe
 // for concurrent use. Create it with New.
 //
-// Every operation sends one command: Get a GET, Set a SET (with PXAT when
-// the value expires) or a DEL, Delete a DEL. Every operation returns by its
-// ctx's deadline, whatever the client's options (see the package
-// documentation for how and what it costs). The Store does not own the
-// client: closing the client is the caller's business.
+// Every operation sends one command: Set a SET (with PXAT when the value
+// expires) or a DEL, Delete a DEL, and Get a GET, or, with coalesced Gets
+// (see Options.CoalesceGets), its key in
+// one MGET with the keys of the other Gets in flight. Every operation
+// returns by its ctx's deadline, whatever the client's options (see the
+// package documentation for how and what it costs). The Store does not own
+// the client: closing the client is the caller's business.
 type Store[T any] struct {
 	client redis.UniversalClient
 	prefix string
@@ -30,7 +32,8 @@ type Store[T any] struct {
 	// command runs on the caller's goroutine; otherwise through guarded.
 	direct  bool
 	closed  atomic.Bool
-	pending pending // commands run by guarded, waited for by Close
+	pending pending    // commands run by guarded, and gets' dispatchers; waited for by Close
+	gets    *coalescer // nil: Gets are not coalesced
 }
 
 var _ tiercache.Backend[string] = (*Store[string])(nil)
@@ -39,7 +42,8 @@ var _ tiercache.Backend[string] = (*Store[string])(nil)
 // defaults. client may be any redis.UniversalClient: a *redis.Client (single
 // node, or Sentinel through redis.NewFailoverClient), a *redis.ClusterClient
 // or a *redis.Ring. New validates opts, returning an error prefixed
-// "redisstore:", never modifies *opts and sends no command.
+// "redisstore:", never modifies *opts, sends no command and starts no
+// goroutine.
 func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], error) {
 	if client == nil {
 		return nil, errNilClient
@@ -58,6 +62,9 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 	if s.max == 0 {
 		s.max = DefaultMaxValueBytes
 	}
+	if o.CoalesceGets > 0 {
+		s.gets = newCoalescer(o.CoalesceGets, s.readRaw, &s.pending)
+	}
 	return s, nil
 }
 
@@ -67,10 +74,20 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 // cannot decode) and entries above MaxValueBytes make Get fail with an error
 // that names the key and wraps ErrInvalidEntry or ErrValueTooLarge.
 //
+// With coalesced Gets (Options.CoalesceGets), Get queues its key for the
+// next MGET and waits for its answer or for ctx to end, whichever comes
+// first; it decodes its own entry, so a bad entry fails this Get only, with
+// the errors above. A key that holds something other than a string then
+// reads as a miss, as in GetMany, where a GET fails with Redis's WRONGTYPE
+// error.
+//
 // The bytes given to Codec.Unmarshal share memory with the string go-redis
 // read: the Codec may keep them but must not modify them.
 func (s *Store[T]) Get(ctx context.Context, key string) (*tiercache.CacheValue[T], error) {
 	rkey := s.prefix + key
+	if s.gets != nil {
+		return s.getCoalesced(ctx, rkey)
+	}
 	cmd := redis.NewStringCmd(ctx, "get", rkey)
 	if err := s.process(ctx, cmd); err != nil {
 		if err == redis.Nil {
@@ -93,6 +110,28 @@ func (s *Store[T]) Get(ctx context.Context, key string) (*tiercache.CacheValue[T
 	v, err := decodePayload(s.codec, h, payload)
 	if err != nil {
 		return nil, &opError{"get", rkey, err}
+	}
+	return &v, nil
+}
+
+// getCoalesced is Get through the Store's coalescer.
+func (s *Store[T]) getCoalesced(ctx context.Context, rkey string) (*tiercache.CacheValue[T], error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, &opError{"get", rkey, err}
+	}
+	r, err := s.gets.get(ctx, rkey)
+	if err != nil {
+		return nil, &opError{"get", rkey, err}
+	}
+	if !r.found {
+		return nil, nil
+	}
+	v, ok, err := s.decode(r.val, time.Now().UnixMilli())
+	if err != nil {
+		return nil, &opError{"get", rkey, err}
+	}
+	if !ok {
+		return nil, nil
 	}
 	return &v, nil
 }
@@ -161,14 +200,21 @@ func (s *Store[T]) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Close stops the Store: every later operation returns ErrClosed. It then
-// waits until the commands that callers abandoned when their ctx ended (see
-// the package documentation) have ended, or until ctx ends, when it returns
+// Close stops the Store: every later operation returns ErrClosed, and so
+// do coalesced Gets still queued. It then waits until the dispatchers of
+// coalesced Gets have answered their batches in flight and exited, and
+// until the commands that callers abandoned when their ctx ended (see the
+// package documentation) have ended, or until ctx ends, when it returns
 // ctx's error. Close does not close the client, which the caller owns;
-// calling it is needed only to make sure no goroutine of the Store is left,
-// before closing the client or at the end of a test. It is idempotent.
+// calling it is needed only to make sure no goroutine of the Store is left
+// (a Store that coalesces Gets holds its dispatchers from its first Get
+// until Close), before closing the client or at the end of a test. It is
+// idempotent.
 func (s *Store[T]) Close(ctx context.Context) error {
 	s.closed.Store(true)
+	if s.gets != nil {
+		s.gets.close()
+	}
 	if err := s.pending.closeAndWait(ctx); err != nil {
 		return fmt.Errorf("redisstore: close: %w", err)
 	}

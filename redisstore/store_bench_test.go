@@ -19,29 +19,34 @@ import (
 //   - path=direct: a Store over a client with ContextTimeoutEnabled, which
 //     calls it on the caller's goroutine;
 //   - path=guarded: a Store over a client with default options, which runs
-//     each command on a goroutine of its own to return by ctx's deadline.
+//     each command on a goroutine of its own to return by ctx's deadline;
+//   - path=coalesced: path=direct with Options.CoalesceGets =
+//     SuggestedCoalesceGets, Gets sharing MGETs (Set is not coalesced, and
+//     BenchmarkSet leaves it out).
 //
 // Every call gets a ctx with a deadline, as a tiercache Cache gives it.
 var benchPaths = []struct {
-	name string
-	cte  bool
+	name     string
+	cte      bool
+	coalesce int
 }{
-	{"path=goredis", true},
-	{"path=direct", true},
-	{"path=guarded", false},
+	{"path=goredis", true, 0},
+	{"path=direct", true, 0},
+	{"path=guarded", false, 0},
+	{"path=coalesced", true, redisstore.SuggestedCoalesceGets},
 }
 
-func benchStore(b *testing.B, cte bool) (*redis.Client, *redisstore.Store[user], string) {
+func benchStore(b *testing.B, cte bool, coalesce int) (*redis.Client, *redisstore.Store[user], string) {
 	client := redis.NewClient(&redis.Options{Addr: redistest.Addr(b), ContextTimeoutEnabled: cte})
 	b.Cleanup(func() { client.Close() })
-	s, prefix := newStore(b, client, redisstore.Options[user]{})
+	s, prefix := newStore(b, client, redisstore.Options[user]{CoalesceGets: coalesce})
 	return client, s, prefix
 }
 
 func BenchmarkGet(b *testing.B) {
 	for _, p := range benchPaths {
 		b.Run(p.name, func(b *testing.B) {
-			client, s, prefix := benchStore(b, p.cte)
+			client, s, prefix := benchStore(b, p.cte, p.coalesce)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			defer cancel()
 			if err := s.Set(ctx, "k", tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour)}); err != nil {
@@ -68,7 +73,7 @@ func BenchmarkGet(b *testing.B) {
 func BenchmarkGetParallel(b *testing.B) {
 	for _, p := range benchPaths[1:] {
 		b.Run(p.name, func(b *testing.B) {
-			_, s, _ := benchStore(b, p.cte)
+			_, s, _ := benchStore(b, p.cte, p.coalesce)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			defer cancel()
 			if err := s.Set(ctx, "k", tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour)}); err != nil {
@@ -90,8 +95,11 @@ func BenchmarkGetParallel(b *testing.B) {
 
 func BenchmarkSet(b *testing.B) {
 	for _, p := range benchPaths {
+		if p.coalesce > 0 {
+			continue
+		}
 		b.Run(p.name, func(b *testing.B) {
-			client, s, prefix := benchStore(b, p.cte)
+			client, s, prefix := benchStore(b, p.cte, 0)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			defer cancel()
 			v := tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour), Stale: time.Now().Add(time.Minute)}

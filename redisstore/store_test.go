@@ -65,6 +65,26 @@ func TestNew(t *testing.T) {
 			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: Options.MaxValueBytes"), err)
 		})
 	}
+	for _, c := range []struct {
+		name     string
+		coalesce int
+		ok       bool
+	}{
+		{"CoalesceGets zero", 0, true},
+		{"CoalesceGets negative", -1, false},
+		{"CoalesceGets 1024", 1024, true},
+		{"CoalesceGets above 1024", 1025, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := redisstore.New(client, &redisstore.Options[string]{CoalesceGets: c.coalesce})
+			if c.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: Options.CoalesceGets"), err)
+		})
+	}
 	t.Run("options not modified", func(t *testing.T) {
 		opts := &redisstore.Options[string]{KeyPrefix: "p:"}
 		before := *opts
@@ -76,9 +96,26 @@ func TestNew(t *testing.T) {
 	})
 }
 
+// getModes are the two ways a Get reaches Redis, which the tests of Get run
+// through: one GET per Get (the default), and coalesced with the Gets of
+// other callers into MGETs.
+var getModes = []struct {
+	name     string
+	coalesce int // Options.CoalesceGets
+}{
+	{"plain", 0},
+	{"coalesced", redisstore.SuggestedCoalesceGets},
+}
+
 func TestRoundTrip(t *testing.T) {
+	for _, m := range getModes {
+		t.Run(m.name, func(t *testing.T) { testRoundTrip(t, m.coalesce) })
+	}
+}
+
+func testRoundTrip(t *testing.T, coalesce int) {
 	client := newClient(t)
-	s, _ := newStore(t, client, redisstore.Options[user]{})
+	s, _ := newStore(t, client, redisstore.Options[user]{CoalesceGets: coalesce})
 	ctx := context.Background()
 	now := time.Now()
 	for _, c := range []struct {
@@ -217,15 +254,19 @@ func TestSetExpiredDeletes(t *testing.T) {
 }
 
 func TestGetNeverReturnsExpired(t *testing.T) {
-	client := newClient(t)
-	s, prefix := newStore(t, client, redisstore.Options[string]{})
-	ctx := context.Background()
-	// An entry whose Expire has passed but that Redis keeps (no TTL: a
-	// clock ahead of Redis's, or a writer that forgot PXAT).
-	require.NoError(t, client.Set(ctx, prefix+"k", entry(0x02, time.Now().Add(-time.Second).UnixMilli(), `"old"`), 0).Err())
-	got, err := s.Get(ctx, "k")
-	assert.NoError(t, err)
-	assert.Nil(t, got)
+	for _, m := range getModes {
+		t.Run(m.name, func(t *testing.T) {
+			client := newClient(t)
+			s, prefix := newStore(t, client, redisstore.Options[string]{CoalesceGets: m.coalesce})
+			ctx := context.Background()
+			// An entry whose Expire has passed but that Redis keeps (no TTL: a
+			// clock ahead of Redis's, or a writer that forgot PXAT).
+			require.NoError(t, client.Set(ctx, prefix+"k", entry(0x02, time.Now().Add(-time.Second).UnixMilli(), `"old"`), 0).Err())
+			got, err := s.Get(ctx, "k")
+			assert.NoError(t, err)
+			assert.Nil(t, got)
+		})
+	}
 }
 
 // entry returns the bytes of an entry with the given flags, Expire/Stale
@@ -266,16 +307,19 @@ func TestMaxValueBytes(t *testing.T) {
 		err = s.Set(ctx, "k", tiercache.CacheValue[string]{Data: strings.Repeat("x", 90), Expire: time.Now().Add(time.Hour)})
 		assert.ErrorIs(t, err, redisstore.ErrValueTooLarge)
 	})
-	t.Run("Get refuses", func(t *testing.T) {
-		s, prefix := newStore(t, client, redisstore.Options[string]{MaxValueBytes: 100})
-		require.NoError(t, client.Set(ctx, prefix+"big", entry(0, `"`+strings.Repeat("x", 95)+`"`), 0).Err())
-		got, err := s.Get(ctx, "big")
-		assert.Nil(t, got)
-		require.Error(t, err)
-		assert.ErrorIs(t, err, redisstore.ErrValueTooLarge)
-		assert.Contains(t, err.Error(), prefix+"big")
-		assert.True(t, strings.HasPrefix(err.Error(), "redisstore: get "), err)
-	})
+	for _, m := range getModes {
+		t.Run("Get refuses/"+m.name, func(t *testing.T) {
+			s, prefix := newStore(t, client, redisstore.Options[string]{MaxValueBytes: 100, CoalesceGets: m.coalesce})
+			require.NoError(t, client.Set(ctx, prefix+"big", entry(0, `"`+strings.Repeat("x", 95)+`"`), 0).Err())
+			got, err := s.Get(ctx, "big")
+			assert.Nil(t, got)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, redisstore.ErrValueTooLarge)
+			assert.ErrorIs(t, err, tiercache.ErrBadEntry)
+			assert.Contains(t, err.Error(), prefix+"big")
+			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: get "), err)
+		})
+	}
 	t.Run("default allows 1 MiB", func(t *testing.T) {
 		s, _ := newStore(t, client, redisstore.Options[string]{})
 		v := tiercache.CacheValue[string]{Data: strings.Repeat("0123456789abcdef", 1<<16), Expire: time.Now().Add(time.Hour), Stale: time.Now().Add(time.Minute)}
@@ -300,8 +344,14 @@ func (rawCodec) Marshal(v []byte) ([]byte, error)   { return v, nil }
 func (rawCodec) Unmarshal(b []byte) ([]byte, error) { return append([]byte(nil), b...), nil }
 
 func TestHostileEntries(t *testing.T) {
+	for _, m := range getModes {
+		t.Run(m.name, func(t *testing.T) { testHostileEntries(t, m.coalesce) })
+	}
+}
+
+func testHostileEntries(t *testing.T, coalesce int) {
 	client := newClient(t)
-	s, prefix := newStore(t, client, redisstore.Options[user]{})
+	s, prefix := newStore(t, client, redisstore.Options[user]{CoalesceGets: coalesce})
 	ctx := context.Background()
 	future := time.Now().Add(time.Hour).UnixMilli()
 	for _, c := range []struct {
@@ -333,15 +383,20 @@ func TestHostileEntries(t *testing.T) {
 			assert.Nil(t, got)
 			require.Error(t, err)
 			assert.ErrorIs(t, err, redisstore.ErrInvalidEntry)
+			assert.ErrorIs(t, err, tiercache.ErrBadEntry)
 			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: get "), err)
 			assert.Contains(t, err.Error(), prefix+c.name, "the error names the key")
-			assert.Contains(t, err.Error(), c.want)
+			assert.Contains(t, err.Error(), "invalid entry: "+c.want)
 		})
 	}
 	t.Run("not a string", func(t *testing.T) {
 		require.NoError(t, client.LPush(ctx, prefix+"list", "x").Err())
 		got, err := s.Get(ctx, "list")
 		assert.Nil(t, got)
+		if coalesce > 0 { // MGET answers nil: a miss, as in GetMany
+			assert.NoError(t, err)
+			return
+		}
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), prefix+"list")
 		assert.Contains(t, err.Error(), "WRONGTYPE")
@@ -364,7 +419,6 @@ func (failCodec) Unmarshal([]byte) (string, error) { return "", errCodec }
 
 func TestCodecFailures(t *testing.T) {
 	client := newClient(t)
-	ctx := context.Background()
 	for _, c := range []struct {
 		name  string
 		codec tiercache.Codec[string]
@@ -377,33 +431,36 @@ func TestCodecFailures(t *testing.T) {
 		}},
 		{"fails", failCodec{}, func(t *testing.T, err error) { assert.ErrorIs(t, err, errCodec) }},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			s, prefix := newStore(t, client, redisstore.Options[string]{Codec: c.codec})
-			require.NoError(t, client.Set(ctx, prefix+"k", entry(0, `"old"`), 0).Err())
+		for _, m := range getModes {
+			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+				ctx := context.Background()
+				s, prefix := newStore(t, client, redisstore.Options[string]{Codec: c.codec, CoalesceGets: m.coalesce})
+				require.NoError(t, client.Set(ctx, prefix+"k", entry(0, `"old"`), 0).Err())
 
-			got, err := s.Get(ctx, "k")
-			assert.Nil(t, got)
-			require.Error(t, err)
-			assert.ErrorIs(t, err, redisstore.ErrInvalidEntry)
-			assert.Contains(t, err.Error(), prefix+"k")
-			c.check(t, err)
+				got, err := s.Get(ctx, "k")
+				assert.Nil(t, got)
+				require.Error(t, err)
+				assert.ErrorIs(t, err, redisstore.ErrInvalidEntry)
+				assert.Contains(t, err.Error(), prefix+"k")
+				c.check(t, err)
 
-			err = s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "new"})
-			require.Error(t, err)
-			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: set "), err)
-			assert.Contains(t, err.Error(), prefix+"k")
-			c.check(t, err)
-			n, err := client.Exists(ctx, prefix+"k").Result()
-			require.NoError(t, err)
-			assert.Zero(t, n, "the failed Set deleted the value it was to replace")
+				err = s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "new"})
+				require.Error(t, err)
+				assert.True(t, strings.HasPrefix(err.Error(), "redisstore: set "), err)
+				assert.Contains(t, err.Error(), prefix+"k")
+				c.check(t, err)
+				n, err := client.Exists(ctx, prefix+"k").Result()
+				require.NoError(t, err)
+				assert.Zero(t, n, "the failed Set deleted the value it was to replace")
 
-			// A negative value needs no codec.
-			require.NoError(t, s.Set(ctx, "neg", tiercache.CacheValue[string]{Negative: true}))
-			v, err := s.Get(ctx, "neg")
-			require.NoError(t, err)
-			require.NotNil(t, v)
-			assert.True(t, v.Negative)
-		})
+				// A negative value needs no codec.
+				require.NoError(t, s.Set(ctx, "neg", tiercache.CacheValue[string]{Negative: true}))
+				v, err := s.Get(ctx, "neg")
+				require.NoError(t, err)
+				require.NotNil(t, v)
+				assert.True(t, v.Negative)
+			})
+		}
 	}
 }
 
@@ -426,10 +483,18 @@ func TestInstantOutOfRange(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
+	for _, m := range getModes {
+		t.Run(m.name, func(t *testing.T) { testClose(t, m.coalesce) })
+	}
+}
+
+func testClose(t *testing.T, coalesce int) {
 	client := newClient(t)
-	s, err := redisstore.New[string](client, nil)
+	s, err := redisstore.New(client, &redisstore.Options[string]{CoalesceGets: coalesce})
 	require.NoError(t, err)
 	ctx := context.Background()
+	_, err = s.Get(ctx, "k") // starts the dispatchers of coalesced Gets
+	require.NoError(t, err)
 	require.NoError(t, s.Close(ctx))
 	require.NoError(t, s.Close(ctx), "Close is idempotent")
 	_, err = s.Get(ctx, "k")
@@ -445,8 +510,14 @@ func TestClose(t *testing.T) {
 }
 
 func TestCancelledContext(t *testing.T) {
+	for _, m := range getModes {
+		t.Run(m.name, func(t *testing.T) { testCancelledContext(t, m.coalesce) })
+	}
+}
+
+func testCancelledContext(t *testing.T, coalesce int) {
 	client := newClient(t)
-	s, prefix := newStore(t, client, redisstore.Options[string]{})
+	s, prefix := newStore(t, client, redisstore.Options[string]{CoalesceGets: coalesce})
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cause := errors.New("the request went away")
 	cancel(cause)

@@ -1,0 +1,285 @@
+package redisstore
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache"
+)
+
+// maxCoalescedBatch is the most Gets a dispatcher gathers into one batch:
+// their distinct keys go in one MGET (one per hash slot on a Cluster).
+const maxCoalescedBatch = 128
+
+// The states of a getRequest. It is queued until a dispatcher takes it into
+// a batch or its caller leaves, whichever comes first: a request its
+// dispatcher has taken is always answered; one its caller left is never
+// sent.
+const (
+	requestQueued int32 = iota
+	requestTaken
+	requestLeft
+)
+
+// getRequest is one coalesced Get, from its caller to a dispatcher and
+// back.
+type getRequest struct {
+	// ctx is the caller's: the dispatcher reads its deadline and, for the
+	// first request of a batch, its values. It lives only as long as the
+	// request, like a ctx passed down a call.
+	ctx   context.Context
+	rkey  string
+	state atomic.Int32
+	res   raw           // the key's answer; written before done is closed
+	err   error         // the batch failed as a whole; written before done is closed
+	done  chan struct{} // closed by the dispatcher that took the request
+}
+
+// coalescer gathers a Store's concurrent Gets into batches, each read in
+// one round trip (see "Coalesced Gets" in the package documentation).
+//
+// A Get queues a request and waits for its answer or for its ctx to end.
+// A fixed set of dispatcher goroutines, started by the first Get and ended
+// by close, each takes the first request queued and every one queued
+// behind it, up to maxCoalescedBatch, and reads their keys (each distinct
+// key once) with the Store's readRaw: one MGET on a single node. There is
+// no timer: a batch is whatever queued while the dispatchers were busy, so
+// a Get that finds a dispatcher idle is sent at once, alone.
+//
+// The dispatchers are counted in the Store's pending, so that the Store's
+// Close waits for them, and for the batches they have in flight.
+type coalescer struct {
+	read        func(ctx context.Context, rkeys []string) ([]raw, error)
+	pending     *pending
+	dispatchers int
+	queue       chan *getRequest
+	stop        chan struct{} // closed by close
+
+	started atomic.Bool
+	mu      sync.Mutex // serialises start and close
+	closed  bool
+}
+
+// newCoalescer returns a coalescer of n dispatchers, not started, that
+// reads with read and counts its dispatchers in p.
+func newCoalescer(n int, read func(context.Context, []string) ([]raw, error), p *pending) *coalescer {
+	return &coalescer{
+		read:        read,
+		pending:     p,
+		dispatchers: n,
+		queue:       make(chan *getRequest, n*maxCoalescedBatch),
+		stop:        make(chan struct{}),
+	}
+}
+
+// get reads rkey in the next batch and returns its answer, or an error:
+// the batch's (the key's own, or the batch's as a whole), ctx's when ctx
+// ends first (the request is then dropped from the batch, or its answer
+// ignored), or ErrClosed when the Store is closed before a dispatcher took
+// the request. An error of a batch that ended after ctx wraps ctx's error
+// too, as process does for one command.
+func (c *coalescer) get(ctx context.Context, rkey string) (raw, error) {
+	if !c.started.Load() && !c.start() {
+		return raw{}, ErrClosed
+	}
+	r := &getRequest{ctx: ctx, rkey: rkey, done: make(chan struct{})}
+	select {
+	case c.queue <- r:
+	case <-ctx.Done():
+		return raw{}, contextError(ctx, nil)
+	case <-c.stop:
+		return raw{}, ErrClosed
+	}
+	select {
+	case <-r.done:
+		return answer(ctx, r)
+	case <-ctx.Done():
+		return leave(ctx, r)
+	case <-c.stop:
+		if r.state.CompareAndSwap(requestQueued, requestLeft) {
+			return raw{}, ErrClosed
+		}
+		// Taken: the dispatcher answers it before it exits.
+		select {
+		case <-r.done:
+			return answer(ctx, r)
+		case <-ctx.Done():
+			return leave(ctx, r)
+		}
+	}
+}
+
+// answer returns what the dispatcher wrote into r.
+func answer(ctx context.Context, r *getRequest) (raw, error) {
+	err := r.err
+	if err == nil {
+		err = r.res.err
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return raw{}, contextError(ctx, err)
+		}
+		return raw{}, err
+	}
+	return r.res, nil
+}
+
+// leave ends the wait of a caller whose ctx has ended. A request still
+// queued is marked so that no dispatcher sends it; one already taken is
+// answered into the void.
+func leave(ctx context.Context, r *getRequest) (raw, error) {
+	r.state.CompareAndSwap(requestQueued, requestLeft)
+	select {
+	case <-r.done: // answered at the same time: the answer is as good
+		return answer(ctx, r)
+	default:
+		return raw{}, contextError(ctx, nil)
+	}
+}
+
+// start starts the dispatchers, unless close came first, when it returns
+// false.
+func (c *coalescer) start() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.started.Load() {
+		return true
+	}
+	for range c.dispatchers {
+		if !c.pending.add() { // cannot happen: the Store closes c first
+			break
+		}
+		go c.dispatch()
+	}
+	c.started.Store(true)
+	return true
+}
+
+// close makes the dispatchers exit once their batch in flight, if any, is
+// answered, and makes queued Gets return ErrClosed. It does not wait: the
+// Store's pending does. It is idempotent.
+func (c *coalescer) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.stop)
+	}
+}
+
+// dispatch is the loop of one dispatcher: it waits for a request, gathers
+// every request queued behind it, sends them, and starts again, until
+// close.
+func (c *coalescer) dispatch() {
+	defer c.pending.done()
+	b := &getBatch{index: make(map[string]int)}
+	for {
+		select {
+		case r := <-c.queue:
+			b.take(r)
+		case <-c.stop:
+			return
+		}
+	fill:
+		for len(b.reqs) < maxCoalescedBatch {
+			select {
+			case r := <-c.queue:
+				b.take(r)
+			default:
+				break fill
+			}
+		}
+		if len(b.reqs) > 0 {
+			c.send(b)
+		}
+		b.reset()
+	}
+}
+
+// send reads the keys of b in one round trip (per node) and answers every
+// request of b.
+func (c *coalescer) send(b *getBatch) {
+	ctx, cancel := b.context()
+	raws, err := c.readContained(ctx, b.rkeys)
+	cancel()
+	for i, r := range b.reqs {
+		if err != nil {
+			r.err = err
+		} else {
+			r.res = raws[b.slot[i]]
+		}
+		close(r.done)
+	}
+}
+
+// readContained is read, with a panic in the client (a user's hook, say)
+// turned into the batch's error instead of crashing the process: on the
+// direct path the client runs on the dispatcher's goroutine.
+func (c *coalescer) readContained(ctx context.Context, rkeys []string) (raws []raw, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			raws, err = nil, &tiercache.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return c.read(ctx, rkeys)
+}
+
+// getBatch is the batch a dispatcher is gathering; each dispatcher reuses
+// its own.
+type getBatch struct {
+	reqs  []*getRequest
+	slot  []int    // slot[i]: the index in rkeys of the key of reqs[i]
+	rkeys []string // each key once
+	index map[string]int
+}
+
+// take adds r to the batch, unless its caller has gone or is going.
+func (b *getBatch) take(r *getRequest) {
+	if r.ctx.Err() != nil || !r.state.CompareAndSwap(requestQueued, requestTaken) {
+		return
+	}
+	i, ok := b.index[r.rkey]
+	if !ok {
+		i = len(b.rkeys)
+		b.index[r.rkey] = i
+		b.rkeys = append(b.rkeys, r.rkey)
+	}
+	b.reqs = append(b.reqs, r)
+	b.slot = append(b.slot, i)
+}
+
+// reset empties the batch, dropping its references to the requests.
+func (b *getBatch) reset() {
+	clear(b.reqs)
+	b.reqs, b.slot, b.rkeys = b.reqs[:0], b.slot[:0], b.rkeys[:0]
+	clear(b.index)
+}
+
+// context returns the ctx of the batch's read. Its deadline is the latest
+// of its callers' deadlines, or none when one of them has none: the read
+// goes on while someone may still want its answer, and no longer, so a
+// dispatcher is held at most as long as the most patient of its callers
+// would be held by a GET of its own. Its values are those of the first
+// caller's ctx (a trace ID, say, as a hook sees it), without its
+// cancellation: callers leave a batch on their own, and a caller that left
+// must not fail the others.
+func (b *getBatch) context() (context.Context, context.CancelFunc) {
+	ctx := context.WithoutCancel(b.reqs[0].ctx)
+	var latest time.Time
+	for _, r := range b.reqs {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			return ctx, func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(ctx, latest)
+}

@@ -1,0 +1,304 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/redisstore"
+)
+
+// mgetGate is a go-redis hook that records the keys of every MGET and,
+// while holding, holds each MGET until next lets one go or open lets all
+// go; a held MGET signals entered. Other commands pass.
+type mgetGate struct {
+	mu      sync.Mutex
+	batches [][]string
+	holding bool
+	panics  bool // an MGET panics instead
+
+	step    chan struct{} // a send lets one held MGET go
+	all     chan struct{} // closed by open
+	entered chan struct{}
+	once    sync.Once
+}
+
+func newMGETGate() *mgetGate {
+	return &mgetGate{holding: true, step: make(chan struct{}), all: make(chan struct{}), entered: make(chan struct{}, 16)}
+}
+
+func (g *mgetGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *mgetGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.ToLower(cmd.Name()) != "mget" {
+			return next(ctx, cmd)
+		}
+		var keys []string
+		for _, a := range cmd.Args()[1:] {
+			keys = append(keys, fmt.Sprint(a))
+		}
+		g.mu.Lock()
+		g.batches = append(g.batches, keys)
+		holding, panics := g.holding, g.panics
+		g.mu.Unlock()
+		if panics {
+			panic("hook panics")
+		}
+		if holding {
+			g.entered <- struct{}{}
+			select {
+			case <-g.step:
+			case <-g.all:
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (g *mgetGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// next lets one held MGET go.
+func (g *mgetGate) next() { g.step <- struct{}{} }
+
+// open lets every MGET go, now and later.
+func (g *mgetGate) open() {
+	g.mu.Lock()
+	g.holding = false
+	g.mu.Unlock()
+	g.once.Do(func() { close(g.all) })
+}
+
+// waitEntered waits until an MGET is held at the gate.
+func (g *mgetGate) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no MGET reached the gate")
+	}
+}
+
+func (g *mgetGate) recorded() [][]string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.batches)
+}
+
+// coalescingStore returns a Store with one dispatcher of coalesced Gets
+// over a client with gate, and its prefix.
+func coalescingStore(t *testing.T, gate *mgetGate) (*redisstore.Store[string], string, *redis.Client) {
+	t.Helper()
+	client := newClient(t)
+	client.AddHook(gate)
+	s, prefix := newStore(t, client, redisstore.Options[string]{CoalesceGets: 1})
+	return s, prefix, client
+}
+
+// holdDispatcher makes the Store's one dispatcher busy with a Get of key
+// "first" held at the gate, and returns the channel its result arrives on.
+func holdDispatcher(t *testing.T, s *redisstore.Store[string], gate *mgetGate) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Get(context.Background(), "first")
+		done <- err
+	}()
+	gate.waitEntered(t)
+	return done
+}
+
+// getAsync starts a Get and returns the channel its error arrives on.
+func getAsync(ctx context.Context, s *redisstore.Store[string], key string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Get(ctx, key)
+		done <- err
+	}()
+	return done
+}
+
+// receive returns what arrives on ch, failing t if nothing does soon.
+func receive(t *testing.T, ch <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting", what)
+		return nil
+	}
+}
+
+// waitQueued waits until n Gets are queued for the dispatcher.
+func waitQueued(t *testing.T, s *redisstore.Store[string], n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return redisstore.QueuedGets(s) == n },
+		10*time.Second, time.Millisecond, "queued Gets: %d, want %d", redisstore.QueuedGets(s), n)
+}
+
+// TestCoalescedGetsShareOneMGET checks that Gets queued while the
+// dispatcher is busy go out in one MGET that reads each distinct key once,
+// and that each Get gets its own key's answer.
+func TestCoalescedGetsShareOneMGET(t *testing.T) {
+	gate := newMGETGate()
+	s, prefix, client := coalescingStore(t, gate)
+	ctx := batchCtx(t)
+	for i := range 10 {
+		require.NoError(t, s.Set(ctx, fmt.Sprint("k", i), tiercache.CacheValue[string]{Data: fmt.Sprint("v", i)}))
+	}
+	require.NoError(t, client.Set(ctx, prefix+"foreign", "not an entry", 0).Err())
+	first := holdDispatcher(t, s, gate)
+
+	// 40 Gets over 10 stored keys, a missing one and a bad entry.
+	keys := []string{"missing", "foreign"}
+	for i := range 38 {
+		keys = append(keys, fmt.Sprint("k", i%10))
+	}
+	type answer struct {
+		v   *tiercache.CacheValue[string]
+		err error
+	}
+	answers := make([]answer, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() {
+			v, err := s.Get(ctx, k)
+			answers[i] = answer{v, err}
+		})
+	}
+	waitQueued(t, s, len(keys))
+	gate.open()
+	wg.Wait()
+	require.NoError(t, <-first)
+
+	batches := gate.recorded()
+	require.Len(t, batches, 2, "the held Get's MGET and one for every Get queued behind it")
+	assert.Len(t, batches[1], 12, "each distinct key once: %v", batches[1])
+	for i, k := range keys {
+		a := answers[i]
+		switch k {
+		case "missing":
+			assert.NoError(t, a.err)
+			assert.Nil(t, a.v)
+		case "foreign":
+			assert.Nil(t, a.v)
+			assert.ErrorIs(t, a.err, redisstore.ErrInvalidEntry, "a bad entry fails its own Gets only")
+			assert.Contains(t, fmt.Sprint(a.err), prefix+"foreign")
+		default:
+			require.NoError(t, a.err, k)
+			require.NotNil(t, a.v, k)
+			assert.Equal(t, "v"+strings.TrimPrefix(k, "k"), a.v.Data)
+		}
+	}
+}
+
+// TestCoalescedGetLeavesWhenItsCtxEnds checks that a Get whose ctx ends
+// while it is queued, or while its batch is in flight, returns ctx's error
+// at once; that a queued Get whose caller left is not sent; and that a
+// caller leaving does not fail the others of its batch.
+func TestCoalescedGetLeavesWhenItsCtxEnds(t *testing.T) {
+	gate := newMGETGate()
+	s, _, _ := coalescingStore(t, gate)
+	first := holdDispatcher(t, s, gate)
+
+	leaverCtx, cancelLeaver := context.WithCancelCause(context.Background())
+	lateCtx, cancelLate := context.WithCancel(context.Background())
+	defer cancelLate()
+	leaver := getAsync(leaverCtx, s, "leaver")
+	waitQueued(t, s, 1)
+	late := getAsync(lateCtx, s, "late")
+	stayer := getAsync(batchCtx(t), s, "stayer")
+	waitQueued(t, s, 3)
+
+	cause := errors.New("the request went away")
+	cancelLeaver(cause)
+	err := receive(t, leaver, "a queued Get whose ctx ended")
+	require.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, cause)
+	assert.True(t, strings.HasPrefix(err.Error(), "redisstore: get "), err)
+
+	gate.next() // the first batch goes; the second (late, stayer) is held
+	require.NoError(t, receive(t, first, "the first Get"))
+	gate.waitEntered(t)
+	cancelLate()
+	assert.ErrorIs(t, receive(t, late, "a Get whose ctx ended in flight"), context.Canceled)
+
+	gate.open()
+	assert.NoError(t, receive(t, stayer, "the Get that stayed"), "a caller that left does not fail its batch")
+	batches := gate.recorded()
+	require.Len(t, batches, 2)
+	assert.ElementsMatch(t, []string{"late", "stayer"}, trimPrefixes(batches[1]), "the caller that left while queued is not sent")
+}
+
+// trimPrefixes returns the keys with their test prefix (up to the last
+// ':') removed.
+func trimPrefixes(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k[strings.LastIndex(k, ":")+1:]
+	}
+	return out
+}
+
+// TestCoalescedGetsAndClose checks that Close makes queued Gets return
+// ErrClosed, answers the batch in flight, and waits for the dispatcher.
+func TestCoalescedGetsAndClose(t *testing.T) {
+	gate := newMGETGate()
+	s, _, _ := coalescingStore(t, gate)
+	first := holdDispatcher(t, s, gate)
+	queued := getAsync(batchCtx(t), s, "queued")
+	waitQueued(t, s, 1)
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close(batchCtx(t)) }()
+	assert.ErrorIs(t, receive(t, queued, "a queued Get at Close"), redisstore.ErrClosed)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) with a batch in flight", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	gate.open()
+	assert.NoError(t, receive(t, first, "the Get in flight at Close"), "a batch in flight is answered")
+	assert.NoError(t, receive(t, closed, "Close"))
+	_, err := s.Get(batchCtx(t), "after")
+	assert.ErrorIs(t, err, redisstore.ErrClosed)
+}
+
+// TestCoalescedGetPanicIsContained checks that a panic while a dispatcher
+// reads (in a client hook) fails that batch's Gets with a
+// tiercache.PanicError and leaves the dispatcher serving.
+func TestCoalescedGetPanicIsContained(t *testing.T) {
+	gate := newMGETGate()
+	gate.open()
+	gate.mu.Lock()
+	gate.panics = true
+	gate.mu.Unlock()
+	s, _, _ := coalescingStore(t, gate)
+	ctx := batchCtx(t)
+	_, err := s.Get(ctx, "k")
+	var pe *tiercache.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "hook panics", pe.Value)
+
+	gate.mu.Lock()
+	gate.panics = false
+	gate.mu.Unlock()
+	require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
+	v, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.NotNil(t, v)
+	assert.Equal(t, "v", v.Data)
+}

@@ -6,8 +6,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +59,203 @@ func TestOriginCountsLoads(t *testing.T) {
 	cancel()
 	if _, err := newOrigin(time.Hour).Load(cctx, "p:1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Load with a cancelled ctx = %v, want context.Canceled", err)
+	}
+}
+
+func TestOriginLoadManyCountsOneCall(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(time.Millisecond)
+	o.Track()
+	var page atomic.Int64
+	pctx := withPageLoads(ctx, &page)
+	keys := []string{productKey("p", 1), productKey("p", 2), productKey("p", 3)}
+	ps, err := o.LoadMany(pctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range keys {
+		if ps[key].ID != int64(i+1) {
+			t.Errorf("LoadMany: %s = %+v, want product %d", key, ps[key], i+1)
+		}
+	}
+	if _, err := o.Load(pctx, productKey("p", 4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Load(ctx, productKey("p", 5)); err != nil { // not the page's
+		t.Fatal(err)
+	}
+	if calls, n, pc := o.Calls(), o.Keys(), page.Load(); calls != 3 || n != 5 || pc != 2 {
+		t.Errorf("Calls() = %d, Keys() = %d, the page's calls = %d; want 3, 5 and 2", calls, n, pc)
+	}
+	if perKey := o.Untrack(); len(perKey) != 5 || perKey["p:2"] != 1 {
+		t.Errorf("per key = %v, want each of 5 keys once", perKey)
+	}
+	if _, err := o.LoadMany(ctx, []string{"p:1", "no-id"}); err == nil {
+		t.Error("LoadMany of a key without an id succeeded")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := newOrigin(time.Hour).LoadMany(cctx, keys); !errors.Is(err, context.Canceled) {
+		t.Errorf("LoadMany with a cancelled ctx = %v, want context.Canceled", err)
+	}
+}
+
+func TestZipfPages(t *testing.T) {
+	keys := make([]string, 1_000)
+	for i := range keys {
+		keys[i] = productKey("p", i)
+	}
+	const pages, workers, size = 45, 8, 10
+	p := zipfPages(1, pages, workers, size, 1.1, keys)
+	if len(p) != workers {
+		t.Fatalf("%d workers' pages, want %d", len(p), workers)
+	}
+	n := 0
+	for _, wp := range p {
+		for _, page := range wp {
+			n++
+			if len(page) != size {
+				t.Errorf("a page of %d keys, want %d", len(page), size)
+			}
+			seen := make(map[string]bool)
+			for _, key := range page {
+				if seen[key] {
+					t.Errorf("page %v lists %s twice", page, key)
+				}
+				seen[key] = true
+			}
+		}
+	}
+	if n != pages || p.keys() != pages*size {
+		t.Errorf("%d pages of %d keys in all, want %d of %d", n, p.keys(), pages, pages*size)
+	}
+	if q := zipfPages(1, pages, workers, size, 1.1, keys); !slices.EqualFunc(p, q, func(a, b [][]string) bool {
+		return slices.EqualFunc(a, b, slices.Equal)
+	}) {
+		t.Error("the same seed drew other pages")
+	}
+}
+
+// pageLibrary is a batchLibrary over an Origin with no cache: each page is
+// one LoadMany. With drop set it leaves the last key of every page out of
+// its answer.
+type pageLibrary struct {
+	origin *Origin
+	drop   bool
+}
+
+func (l *pageLibrary) GetOrLoad(ctx context.Context, key string) (Product, error) {
+	return l.origin.Load(ctx, key)
+}
+
+func (l *pageLibrary) GetOrLoadMany(ctx context.Context, keys []string) (map[string]Product, error) {
+	ps, err := l.origin.LoadMany(ctx, keys)
+	if l.drop {
+		delete(ps, keys[len(keys)-1])
+	}
+	return ps, err
+}
+
+func (l *pageLibrary) Set(context.Context, string, Product) error { return nil }
+func (l *pageLibrary) Close(context.Context) error                { return nil }
+
+func TestRunPages(t *testing.T) {
+	keys := make([]string, 100)
+	for i := range keys {
+		keys[i] = productKey("p", i)
+	}
+	pages := zipfPages(1, 12, 4, 5, 1.1, keys)
+	for _, tc := range []struct {
+		name       string
+		drop       bool
+		wantFailed int64
+	}{
+		{name: "every key answered", wantFailed: 0},
+		{name: "a key missing from every page", drop: true, wantFailed: 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newOrigin(time.Millisecond)
+			lats, errs, most := runPages(context.Background(), &pageLibrary{origin: o, drop: tc.drop}, pages)
+			if len(lats) != 12 || errs.count.Load() != tc.wantFailed {
+				t.Errorf("%d latencies and %d pages failed (%s), want 12 and %d", len(lats), errs.count.Load(), errs.firstError(), tc.wantFailed)
+			}
+			if most != 1 || o.Calls() != 12 || o.Keys() != 60 {
+				t.Errorf("at most %d origin calls of a page, %d calls of %d keys in all; want 1, 12 and 60", most, o.Calls(), o.Keys())
+			}
+		})
+	}
+}
+
+// TestBatchLibrariesAnswerPages reads pages through every library under
+// comparison: a cold page, the same page again, and a page half of whose
+// keys are known. Each must answer every key with its product; tiercache
+// and sturdyc ask the origin once per page, for the keys they lack, and
+// go-redis/cache, which has no batch API, once per key it lacks.
+func TestBatchLibrariesAnswerPages(t *testing.T) {
+	addr := redisForTest(t)
+	ctx := context.Background()
+	keys := func(from, to int) []string {
+		var ks []string
+		for i := from; i < to; i++ {
+			ks = append(ks, productKey("p", i))
+		}
+		return ks
+	}
+	for _, kind := range libraries() {
+		t.Run(kind.Name, func(t *testing.T) {
+			admin := redis.NewClient(&redis.Options{Addr: addr, DB: dbScratch})
+			defer admin.Close()
+			if err := admin.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			o := newOrigin(time.Millisecond)
+			lib, err := kind.New(libConfig{Addr: addr, DB: dbScratch, Capacity: 100, TTL: time.Hour, Origin: o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := lib.Close(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+			bl, ok := lib.(batchLibrary)
+			if !ok {
+				t.Fatalf("%s reads no pages", kind.Name)
+			}
+			batch := kind.Family != familyGoRedis
+			for _, step := range []struct {
+				name            string
+				page            []string
+				wantCalls, keys int64 // origin calls and keys; wantCalls for a batch library
+			}{
+				{name: "cold", page: keys(0, 10), wantCalls: 1, keys: 10},
+				{name: "warm", page: keys(0, 10), wantCalls: 0, keys: 0},
+				{name: "half known", page: keys(5, 15), wantCalls: 1, keys: 5},
+			} {
+				calls0, keys0 := o.Calls(), o.Keys()
+				ps, err := bl.GetOrLoadMany(ctx, step.page)
+				if err != nil {
+					t.Fatalf("%s page: %v", step.name, err)
+				}
+				if len(ps) != len(step.page) {
+					t.Errorf("%s page: %d values for %d keys", step.name, len(ps), len(step.page))
+				}
+				for _, key := range step.page {
+					id, _ := productID(key)
+					if p, ok := ps[key]; !ok || p.ID != int64(id) {
+						t.Errorf("%s page: %s = %+v, %v; want product %d", step.name, key, p, ok, id)
+					}
+				}
+				calls, n := o.Calls()-calls0, o.Keys()-keys0
+				want := step.wantCalls
+				if !batch {
+					want = step.keys
+				}
+				if calls != want || n != step.keys {
+					t.Errorf("%s page: %d origin calls of %d keys, want %d of %d", step.name, calls, n, want, step.keys)
+				}
+			}
+		})
 	}
 }
 
@@ -160,6 +359,8 @@ func tinySizes() sizes {
 		SlowOps:         100,
 		SlowWarmup:      50,
 		RedisDelay:      2 * time.Millisecond,
+		PageSize:        10,
+		Pages:           40,
 	}
 }
 
@@ -222,6 +423,23 @@ func TestWorkloadsSmoke(t *testing.T) {
 					t.Errorf("%s: %d loads over %d keys (at most %d of one), want every one of %d keys loaded",
 						name, s.Loads, s.KeysLoaded, s.MaxPerKey, sz.StampedeKeys)
 				}
+			case "e":
+				// Every page was answered with a value for every key (runPages
+				// counts a short answer as an error, checked above).
+				if s.Keys != sz.Pages*sz.PageSize {
+					t.Errorf("%s: %d keys read, want %d pages of %d", name, s.Keys, sz.Pages, sz.PageSize)
+				}
+				if s.Loads == 0 || s.LoadedKeys < s.Loads || s.PageLoads < 1 {
+					t.Errorf("%s: %d origin calls of %d keys, at most %d of one page; want some, of a key or more each",
+						name, s.Loads, s.LoadedKeys, s.PageLoads)
+				}
+				if r.Kind.Family == familyGoRedis {
+					if s.Loads != s.LoadedKeys { // a load per key: no batch API
+						t.Errorf("%s: %d origin calls of %d keys, want a call per key", name, s.Loads, s.LoadedKeys)
+					}
+				} else if s.PageLoads != 1 || s.Loads > int64(s.Ops) {
+					t.Errorf("%s: %d origin calls for %d pages, at most %d of one; want one at most per page", name, s.Loads, s.Ops, s.PageLoads)
+				}
 			}
 		}
 	}
@@ -233,7 +451,8 @@ func TestWorkloadsSmoke(t *testing.T) {
 			t.Errorf("results.md does not mention %s", k.Name)
 		}
 	}
-	for _, want := range []string{"## Targets", "## Discussion", "a-cold:", "c: exactly one origin load", "d, experiment"} {
+	for _, want := range []string{"## Targets", "## Discussion", "a-cold:", "c: exactly one origin load", "d, experiment",
+		"e: a page of Sequential's GetOrLoadMany", "| library | pages/s (min–max) | keys/s |", "**Batch pages (e).**"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("results.md lacks %q", want)
 		}

@@ -149,8 +149,12 @@ func discussion(byID map[string][]summary, env environment) string {
 		p("\n\n")
 	}
 
+	if ss, ok := byID["e"]; ok {
+		p("%s\n\n", batchDiscussion(ss, env))
+	}
+
 	var failing []string
-	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d"} {
+	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d", "e"} {
 		for _, s := range byID[id] {
 			if s.Errors > 0 {
 				failing = append(failing, fmt.Sprintf("%s in %s (%d)", s.Kind.Name, id, s.Errors))
@@ -188,7 +192,7 @@ func experimentRows(ss []summary) string {
 // headline sums the comparison up in a sentence per workload.
 func headline(byID map[string][]summary) string {
 	var parts []string
-	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d"} {
+	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d", "e"} {
 		ss, ok := byID[id]
 		if !ok {
 			continue
@@ -218,11 +222,67 @@ func headline(byID map[string][]summary) string {
 		return top.Kind.Name
 	}
 	var tops []string
-	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d"} {
+	for _, id := range []string{"a-cold", "a-warm", "b", "c", "d", "e"} {
 		if _, ok := byID[id]; ok {
 			tops = append(tops, id+": "+fastest(id))
 		}
 	}
 	return "tiercache Sequential's throughput against the best peer, per workload: " + strings.Join(parts, ", ") +
 		". Fastest library per workload: " + strings.Join(tops, ", ") + "."
+}
+
+// batchDiscussion returns the paragraph on workload e: what a page costs in
+// each library, from the figures.
+func batchDiscussion(ss []summary, env environment) string {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	p("**Batch pages (e).** A page is one call of the library's batch read, %d distinct keys. tiercache's GetOrLoadMany reads "+
+		"L1 for the page in one batch; under Sequential it reads the keys L1 missed from Redis in one MGET, then asks the origin "+
+		"for the keys Redis lacked in one LoadMany, and writes those values to Redis in one pipeline of SETs on its OffloadPool. "+
+		"sturdyc's GetOrFetchBatch does the same with its memory, one `GetBatch` (MGET) and one fetch, and writes to Redis with "+
+		"`SetBatch` on a new goroutine. go-redis/cache has no batch API: its page is %d `Once` calls one after the other, a GET "+
+		"per local miss and an origin call per key Redis lacks, so its origin calls equal its origin keys. Per page: ",
+		env.Sizes.PageSize, env.Sizes.PageSize)
+	var parts []string
+	for _, s := range ss {
+		if s.Kind.Experiment || s.Ops == 0 {
+			continue
+		}
+		perCall := 0.0
+		if s.Loads > 0 {
+			perCall = float64(s.OriginKeys) / float64(s.Loads)
+		}
+		parts = append(parts, fmt.Sprintf("%s %s pages/s (%s keys/s), p99 %s, %.2f origin calls of %.1f keys each, GET %.2f, MGET %.2f, SET %.2f",
+			s.Kind.Name, thousands(s.Throughput), thousands(s.KeysPerSec), fmtDur(s.P99),
+			float64(s.Loads)/float64(s.Ops), perCall, s.GetsOnly, s.MGets, s.Sets))
+	}
+	p("%s. ", strings.Join(parts, "; "))
+	seq, ok1 := find(ss, nameSequential)
+	st, ok2 := find(ss, sturdycKind().Name)
+	if ok1 && ok2 && st.Throughput > 0 {
+		p("tiercache Sequential runs at %.2f× sturdyc's pages/s, %.1f allocs and %s B per page against %.1f and %s. ",
+			seq.Throughput/st.Throughput, seq.Allocs, thousands(seq.Bytes), st.Allocs, thousands(st.Bytes))
+	}
+	if ok1 && ok2 && seq.Ops > 0 {
+		loaded := float64(seq.OriginKeys) / float64(seq.Ops)
+		if seq.OriginKeys > st.OriginKeys || seq.Sets < 0.95*loaded {
+			p("For the same pages tiercache Sequential asked the origin for %s keys and sturdyc for %s, and tiercache sent %.2f SETs "+
+				"per page for %.2f keys loaded per page, with no write error or rejected offload counted: it loaded some keys twice "+
+				"and left some loaded values out of Redis. Its store of a batch's loaded values, into L1 and then L2, skips every key "+
+				"whose key-guard stripe (keys are hashed onto a fixed number of stripes) saw a write since the batch's load began; "+
+				"with %d goroutines loading pages at once, other keys' stores land on those stripes, so the page gets the value but "+
+				"neither layer keeps it, and a later page loads the key again. ",
+				thousands(float64(seq.OriginKeys)), thousands(float64(st.OriginKeys)), seq.Sets, loaded, env.Sizes.Workers)
+		}
+	}
+	if ok1 && seq.Diag != nil {
+		hits, misses := seq.Diag["l2 hits"], seq.Diag["l2 misses"]
+		p("Of the keys each page of tiercache Sequential read from Redis (%.1f), %.1f were there (its `Cache.Stats`). ", hits+misses, hits)
+		if hits+misses > 0 && hits < 0.1*(hits+misses) {
+			p("Both layers start empty, so Redis holds only what this process loaded, and the store that writes a loaded value " +
+				"to Redis writes it to L1 first: an MGET finds a key only once L1 has evicted it, and a page's keys come from L1 " +
+				"or the origin. ")
+		}
+	}
+	return strings.TrimSpace(w.String())
 }

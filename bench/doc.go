@@ -12,8 +12,9 @@
 // uses the Redis at REDIS_ADDR, whose databases 12 to 15 it flushes. Flags:
 // -rounds (3) runs every workload that many times on every library, in a
 // rotated order, and reports medians; -scale multiplies the calls of
-// workloads a, b and d; -workloads picks some of a-cold, a-warm, b, c and
-// d; -experiments=false leaves out the AutoPipeline rows; -profile DIR
+// workloads a, b and d and the pages of e; -workloads picks some of a-cold,
+// a-warm, b, c, d and e; -experiments=false leaves out the AutoPipeline
+// rows; -profile DIR
 // writes a CPU profile of every measured phase of the first round.
 //
 // Every library gets the same Redis, the same local capacity (10,000
@@ -22,9 +23,13 @@
 // read-mostly, Zipf(1.1) over 100,000 keys, 99% GetOrLoad and 1% Set, from
 // cold and again warm; b, L2-heavy, uniform over a Redis holding every key;
 // c, a stampede of 1,000 callers per cold key over 100 keys; d, the traffic
-// of b through slowProxy, which delays every Redis reply by 2 ms. A meter
-// takes each phase's throughput, latency quantiles, allocations
-// (runtime.MemStats), origin loads and Redis commands (INFO commandstats).
+// of b through slowProxy, which delays every Redis reply by 2 ms; e, pages
+// of 50 distinct Zipf(1.1) keys, each read with the library's batch call
+// (tiercache's GetOrLoadMany, sturdyc's GetOrFetchBatch, a loop of
+// go-redis/cache's Once, which has no batch API) over a batch origin
+// (Origin.LoadMany: one 1 ms wait per call). A meter takes each phase's
+// throughput, latency quantiles, allocations (runtime.MemStats), origin
+// calls and Redis commands (INFO commandstats); e's are per page.
 //
 // The module is separate from tiercache's so that the peers' dependencies
 // never reach tiercache's users; it requires tiercache, otterstore and

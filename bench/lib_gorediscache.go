@@ -15,7 +15,8 @@ func goRedisCacheKind() libraryKind {
 		Peer:   true,
 		Settings: "`cache.New(&cache.Options{Redis: client, LocalCache: cache.NewTinyLFU(10_000, time.Hour)})` as in its README " +
 			"(msgpack with s2 compression above 64 bytes, the defaults); `Once` with `Item{TTL: time.Hour, Do: load}` for GetOrLoad, " +
-			"`Set` with `Item{TTL: time.Hour}`",
+			"`Set` with `Item{TTL: time.Hour}`; it has no batch API, so a page of e is a loop of `Once` calls, one key after the " +
+			"other, on the caller's goroutine (a GET per local miss, an origin call per missing key)",
 		New: func(cfg libConfig) (Library, error) {
 			client := newRedisClient(cfg)
 			return newGoRedisCache(cfg, client, client), nil
@@ -57,6 +58,23 @@ func (g *goRedisCacheLib) GetOrLoad(ctx context.Context, key string) (Product, e
 		},
 	})
 	return p, err
+}
+
+// GetOrLoadMany reads the page with a loop of Once calls, one key after
+// the other: go-redis/cache (v9.0.0) has no batch API, neither a multi-key
+// Get nor a batch loader, so each local miss is a GET and each key Redis
+// lacks an origin call of its own (Origin.Load). It stops at the first
+// error, as a caller rendering the page would.
+func (g *goRedisCacheLib) GetOrLoadMany(ctx context.Context, keys []string) (map[string]Product, error) {
+	ps := make(map[string]Product, len(keys))
+	for _, key := range keys {
+		p, err := g.GetOrLoad(ctx, key)
+		if err != nil {
+			return ps, err
+		}
+		ps[key] = p
+	}
+	return ps, nil
 }
 
 func (g *goRedisCacheLib) Set(ctx context.Context, key string, p Product) error {

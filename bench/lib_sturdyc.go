@@ -24,8 +24,10 @@ func sturdycKind() libraryKind {
 		Family: familySturdyc,
 		Peer:   true,
 		Settings: "`sturdyc.New[Product](10_000, 10, time.Hour, 10, sturdyc.WithDistributedStorage(storage))` (capacity, shards and " +
-			"eviction percentage as in its README; continuous evictions on, the default), `GetOrFetch` for GetOrLoad; " +
-			"`storage` is this module's Redis `DistributedStorage` (GET, SET with a 1 h TTL, MGET, pipelined SETs); " +
+			"eviction percentage as in its README; continuous evictions on, the default), `GetOrFetch` for GetOrLoad, " +
+			"`GetOrFetchBatch` for a page of e, with the key itself as the id (its `keyFn` returns its argument, so that a page " +
+			"reads the keys GetOrFetch uses); `storage` is this module's Redis `DistributedStorage` (GET, SET with a 1 h TTL, " +
+			"and the batch methods GetOrFetchBatch calls: MGET for `GetBatch`, pipelined SETs for `SetBatch`); " +
 			"sturdyc has no write-through Set, so Set writes its JSON record to Redis and then calls `Client.Set`",
 		New: func(cfg libConfig) (Library, error) {
 			client := newRedisClient(cfg)
@@ -65,6 +67,17 @@ func (s *sturdycLib) GetOrLoad(ctx context.Context, key string) (Product, error)
 		return s.origin.Load(ctx, key)
 	})
 }
+
+// GetOrLoadMany reads the page with GetOrFetchBatch: the keys missing from
+// memory are read from the storage with one GetBatch, and the keys still
+// missing go to the Origin in one call. The ids are the keys themselves.
+func (s *sturdycLib) GetOrLoadMany(ctx context.Context, keys []string) (map[string]Product, error) {
+	return s.cache.GetOrFetchBatch(ctx, keys, sturdycKeyIsID, s.origin.LoadMany)
+}
+
+// sturdycKeyIsID is the sturdyc.KeyFn of the benchmark's pages: the ids
+// they pass are the cache keys already.
+func sturdycKeyIsID(id string) string { return id }
 
 // sturdycRecord is the JSON document sturdyc keeps in a DistributedStorage
 // for a value: what its GetOrFetch reads back from Redis.

@@ -146,3 +146,9 @@ func (t *tiercacheLib) Diagnostics() map[string]uint64 {
 		"offload rejected": s.OffloadRejected,
 	}
 }
+
+// GetOrLoadMany reads the page with Cache.GetOrLoadMany, whose load asks
+// the Origin for the keys no layer had, in one call.
+func (t *tiercacheLib) GetOrLoadMany(ctx context.Context, keys []string) (map[string]Product, error) {
+	return t.cache.GetOrLoadMany(ctx, keys, t.origin.LoadMany)
+}

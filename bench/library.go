@@ -21,6 +21,23 @@ type Library interface {
 	Close(ctx context.Context) error
 }
 
+// batchLibrary is a Library that reads a page of keys in one call, which
+// workload e makes. Every library under comparison is one.
+type batchLibrary interface {
+	Library
+	// GetOrLoadMany returns the Products of keys, which are distinct,
+	// loading the missing ones from the Origin, through the library's batch
+	// API where it has one (one Origin.LoadMany call for the keys it
+	// missed), the way its documentation shows.
+	GetOrLoadMany(ctx context.Context, keys []string) (map[string]Product, error)
+}
+
+var (
+	_ batchLibrary = (*tiercacheLib)(nil)
+	_ batchLibrary = (*sturdycLib)(nil)
+	_ batchLibrary = (*goRedisCacheLib)(nil)
+)
+
 // diagnoser is a Library that exposes counters of its own, reported beside
 // the figures (their difference over the measured phase).
 type diagnoser interface {

@@ -23,8 +23,8 @@ func run() error {
 	var (
 		out             = flag.String("out", "../docs/bench", "directory of results.md and throughput.svg")
 		rounds          = flag.Int("rounds", 3, "runs of each workload on each library; the figures are their medians")
-		scale           = flag.Float64("scale", 1, "multiplies the calls of workloads a, b and d")
-		only            = flag.String("workloads", "", "comma-separated workload ids to run (a-cold,a-warm,b,c,d); empty: all")
+		scale           = flag.Float64("scale", 1, "multiplies the calls of workloads a, b and d and the pages of e")
+		only            = flag.String("workloads", "", "comma-separated workload ids to run (a-cold,a-warm,b,c,d,e); empty: all")
 		profileDir      = flag.String("profile", "", "directory to write CPU and heap profiles of each measured phase of the first round into (profiling perturbs that round's figures)")
 		withExperiments = flag.Bool("experiments", true, "also run the AutoPipeline experiments on workloads b and d")
 	)

@@ -18,24 +18,32 @@ import (
 
 // sample is what one measured phase of one library produced.
 type sample struct {
-	Ops        int
+	Ops        int // calls; pages in a batch workload
+	Keys       int // keys the calls read: Ops, or the keys of every page
 	Elapsed    time.Duration
 	P50        time.Duration
 	P99        time.Duration
 	P999       time.Duration
 	Allocs     uint64           // heap allocations during the phase, background work included
 	Bytes      uint64           // heap bytes allocated during the phase
-	Loads      int64            // origin loads
+	Loads      int64            // origin calls, Load and LoadMany alike
+	LoadedKeys int64            // keys the origin calls asked for
 	Commands   map[string]int64 // Redis commands by name, INFO excluded
 	Errors     int64            // calls that returned an error
 	FirstError string           // the first of them
 	Diag       map[string]uint64
 	MaxPerKey  int // stampede: the most loads of one key
 	KeysLoaded int // stampede: keys loaded at least once
+	// PageLoads is, in a batch workload, the most origin calls one page
+	// made (started; a page that waits for another's load makes none).
+	PageLoads int64
 }
 
-// Throughput returns calls per second.
+// Throughput returns calls (pages) per second.
 func (s sample) Throughput() float64 { return float64(s.Ops) / s.Elapsed.Seconds() }
+
+// KeysPerSecond returns keys read per second.
+func (s sample) KeysPerSecond() float64 { return float64(s.Keys) / s.Elapsed.Seconds() }
 
 // CommandsPerOp returns the Redis commands per call, all commands but INFO.
 func (s sample) CommandsPerOp() float64 { return float64(sumCommands(s.Commands)) / float64(s.Ops) }
@@ -75,7 +83,7 @@ type meter struct {
 func (m *meter) measure(ctx context.Context, lib Library, profile string, phase func() ([]time.Duration, *callErrors)) (sample, error) {
 	runtime.GC()
 	diag0 := diagnostics(lib)
-	loads0 := m.origin.Calls()
+	loads0, keys0 := m.origin.Calls(), m.origin.Keys()
 	cmds0, err := commandStats(ctx, m.admin)
 	if err != nil {
 		return sample{}, err
@@ -103,10 +111,12 @@ func (m *meter) measure(ctx context.Context, lib Library, profile string, phase 
 	}
 	s := sample{
 		Ops:        len(lats),
+		Keys:       len(lats),
 		Elapsed:    elapsed,
 		Allocs:     mem1.Mallocs - mem0.Mallocs,
 		Bytes:      mem1.TotalAlloc - mem0.TotalAlloc,
 		Loads:      m.origin.Calls() - loads0,
+		LoadedKeys: m.origin.Keys() - keys0,
 		Commands:   diffCommands(cmds0, cmds1),
 		Errors:     errs.count.Load(),
 		FirstError: errs.firstError(),
@@ -253,6 +263,40 @@ func runPlan(ctx context.Context, lib Library, keys []string, p plan, version in
 	}
 	wg.Wait()
 	return slices.Concat(lats...), errs
+}
+
+// runPages reads every page of p through lib, one goroutine per worker,
+// and returns every page's latency, the pages that failed (a call that
+// returned an error, or a page answered without a value for every key) and
+// the most origin calls one page made. Each worker counts its page's origin
+// calls through a context of withPageLoads, built once per worker, so the
+// count costs a page no allocation.
+func runPages(ctx context.Context, lib batchLibrary, p pagePlan) ([]time.Duration, *callErrors, int64) {
+	lats := make([][]time.Duration, len(p))
+	most := make([]int64, len(p))
+	errs := &callErrors{}
+	var wg sync.WaitGroup
+	for w, pages := range p {
+		lats[w] = make([]time.Duration, len(pages))
+		wg.Go(func() {
+			l := lats[w]
+			var loads atomic.Int64
+			pctx := withPageLoads(ctx, &loads)
+			for i, page := range pages {
+				loads.Store(0)
+				start := time.Now()
+				ps, err := lib.GetOrLoadMany(pctx, page)
+				l[i] = time.Since(start)
+				if err == nil && len(ps) != len(page) {
+					err = fmt.Errorf("bench: a page of %d keys came back with %d values", len(page), len(ps))
+				}
+				errs.add(err)
+				most[w] = max(most[w], loads.Load())
+			}
+		})
+	}
+	wg.Wait()
+	return slices.Concat(lats...), errs, slices.Max(append(most, 0))
 }
 
 // runStampede has callers goroutines call GetOrLoad of each key of keys at

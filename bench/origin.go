@@ -14,11 +14,15 @@ import (
 const originDelay = time.Millisecond
 
 // Origin is the data source behind every cache: a load sleeps delay and
-// returns the Product a key names. It counts its calls, and per key when
-// tracking is on. It is safe for concurrent use.
+// returns the Product a key names, a batch load (LoadMany) sleeps delay
+// once and returns the Products of every key it is asked for. It counts its
+// calls and the keys they asked for, the loads of each key when tracking is
+// on, and the calls made with a context of withPageLoads. It is safe for
+// concurrent use.
 type Origin struct {
 	delay time.Duration
 	calls atomic.Int64
+	keys  atomic.Int64
 
 	mu     sync.Mutex
 	perKey map[string]int // nil unless tracking
@@ -30,28 +34,83 @@ func newOrigin(delay time.Duration) *Origin { return &Origin{delay: delay} }
 // Load returns the Product of key, a key made by productKey, after the
 // origin's delay, or ctx's error if ctx ends first.
 func (o *Origin) Load(ctx context.Context, key string) (Product, error) {
-	o.calls.Add(1)
-	o.mu.Lock()
-	if o.perKey != nil {
-		o.perKey[key]++
-	}
-	o.mu.Unlock()
+	o.count(ctx, key)
 	id, err := productID(key)
 	if err != nil {
 		return Product{}, err
 	}
+	if err := o.wait(ctx); err != nil {
+		return Product{}, err
+	}
+	return newProduct(id, 1), nil
+}
+
+// LoadMany returns the Products of keys, keys made by productKey, in one
+// call: one delay for the whole batch (one query for a page's missing
+// products), or ctx's error if ctx ends first. It counts one call and
+// len(keys) keys.
+func (o *Origin) LoadMany(ctx context.Context, keys []string) (map[string]Product, error) {
+	o.count(ctx, keys...)
+	ps := make(map[string]Product, len(keys))
+	for _, key := range keys {
+		id, err := productID(key)
+		if err != nil {
+			return nil, err
+		}
+		ps[key] = newProduct(id, 1)
+	}
+	if err := o.wait(ctx); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// count counts one call, made with ctx, asking for keys.
+func (o *Origin) count(ctx context.Context, keys ...string) {
+	o.calls.Add(1)
+	o.keys.Add(int64(len(keys)))
+	if n, ok := ctx.Value(pageLoadsKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+	o.mu.Lock()
+	if o.perKey != nil {
+		for _, key := range keys {
+			o.perKey[key]++
+		}
+	}
+	o.mu.Unlock()
+}
+
+// wait waits for the origin's delay, or for ctx to end.
+func (o *Origin) wait(ctx context.Context) error {
 	t := time.NewTimer(o.delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return newProduct(id, 1), nil
+		return nil
 	case <-ctx.Done():
-		return Product{}, ctx.Err()
+		return ctx.Err()
 	}
 }
 
-// Calls returns the number of loads so far.
+// Calls returns the number of calls so far, Load and LoadMany alike.
 func (o *Origin) Calls() int64 { return o.calls.Load() }
+
+// Keys returns the number of keys the calls so far asked for: one per Load,
+// len(keys) per LoadMany.
+func (o *Origin) Keys() int64 { return o.keys.Load() }
+
+// pageLoadsKey is the context key of withPageLoads's counter.
+type pageLoadsKey struct{}
+
+// withPageLoads returns a copy of ctx carrying n, which every Origin call
+// made with it, or with a context that keeps its values, adds one to: the
+// origin calls of a page. A library loads with its caller's context (the
+// values of the first caller, where callers share a load), so a call counts
+// for the page that started it.
+func withPageLoads(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, pageLoadsKey{}, n)
+}
 
 // Track starts counting loads per key, from zero.
 func (o *Origin) Track() {

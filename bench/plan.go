@@ -52,3 +52,48 @@ func share(n, workers, w int) int {
 	}
 	return s
 }
+
+// pagePlan is a batch workload's pages, one slice per worker goroutine,
+// drawn before the run like a plan: each page is the keys of one
+// GetOrLoadMany call.
+type pagePlan [][][]string
+
+// zipfPages draws pages pages of size distinct keys each out of keys, spread
+// over workers: every key of a page is drawn by Zipf(s) over keys (index 0
+// the most frequent), and drawn again when the page already has it, so that
+// a page lists size different products, as a page of a shop would. The
+// page's slice is its own; the libraries only read it.
+func zipfPages(seed uint64, pages, workers, size int, s float64, keys []string) pagePlan {
+	size = min(size, len(keys))
+	p := make(pagePlan, workers)
+	for w := range p {
+		r := rand.New(rand.NewPCG(seed, uint64(w)))
+		z := rand.NewZipf(r, s, 1, uint64(len(keys)-1))
+		calls := make([][]string, share(pages, workers, w))
+		seen := make(map[uint64]bool, size)
+		for i := range calls {
+			page := make([]string, 0, size)
+			clear(seen)
+			for len(page) < size {
+				if k := z.Uint64(); !seen[k] {
+					seen[k] = true
+					page = append(page, keys[k])
+				}
+			}
+			calls[i] = page
+		}
+		p[w] = calls
+	}
+	return p
+}
+
+// keys returns the keys of every page of p.
+func (p pagePlan) keys() int {
+	n := 0
+	for _, pages := range p {
+		for _, page := range pages {
+			n += len(page)
+		}
+	}
+	return n
+}

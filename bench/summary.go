@@ -10,7 +10,9 @@ import (
 type summary struct {
 	Kind       libraryKind
 	Rounds     int
-	Throughput float64 // median ops/s
+	Ops        int     // calls measured (pages in a batch workload), median
+	Throughput float64 // median ops/s (pages/s in a batch workload)
+	KeysPerSec float64 // median keys read per second
 	TputMin    float64
 	TputMax    float64
 	P50        time.Duration
@@ -18,13 +20,17 @@ type summary struct {
 	P999       time.Duration
 	Allocs     float64 // per call
 	Bytes      float64 // per call
-	Loads      int64   // median
+	Loads      int64   // origin calls, median
 	LoadsMin   int64
 	LoadsMax   int64
-	MaxPerKey  int // stampede: the most loads of one key, over every round
-	KeysLoaded int // stampede: the fewest keys loaded, over every round
+	OriginKeys int64 // keys the origin calls asked for, median
+	MaxPerKey  int   // stampede: the most loads of one key, over every round
+	KeysLoaded int   // stampede: the fewest keys loaded, over every round
+	PageLoads  int64 // batch: the most origin calls of one page, over every round
 	Commands   float64
 	Gets       float64 // GET and MGET per call
+	MGets      float64 // MGET per call
+	GetsOnly   float64 // GET per call
 	Sets       float64 // SET per call
 	Errors     int64   // over every round
 	FirstError string
@@ -36,15 +42,20 @@ func summarize(r *result) summary {
 	s := summary{
 		Kind:       r.Kind,
 		Rounds:     len(ss),
+		Ops:        median(ss, func(s sample) int { return s.Ops }),
 		Throughput: median(ss, sample.Throughput),
 		P50:        median(ss, func(s sample) time.Duration { return s.P50 }),
 		P99:        median(ss, func(s sample) time.Duration { return s.P99 }),
 		P999:       median(ss, func(s sample) time.Duration { return s.P999 }),
 		Allocs:     median(ss, func(s sample) float64 { return float64(s.Allocs) / float64(s.Ops) }),
 		Bytes:      median(ss, func(s sample) float64 { return float64(s.Bytes) / float64(s.Ops) }),
+		KeysPerSec: median(ss, sample.KeysPerSecond),
 		Loads:      median(ss, func(s sample) int64 { return s.Loads }),
+		OriginKeys: median(ss, func(s sample) int64 { return s.LoadedKeys }),
 		Commands:   median(ss, sample.CommandsPerOp),
 		Gets:       median(ss, func(s sample) float64 { return float64(s.Gets()) / float64(s.Ops) }),
+		MGets:      median(ss, func(s sample) float64 { return s.CommandPerOp("mget") }),
+		GetsOnly:   median(ss, func(s sample) float64 { return s.CommandPerOp("get") }),
 		Sets:       median(ss, func(s sample) float64 { return s.CommandPerOp("set") }),
 		LoadsMin:   -1,
 		TputMin:    -1,
@@ -60,6 +71,7 @@ func summarize(r *result) summary {
 		}
 		s.LoadsMax = max(s.LoadsMax, x.Loads)
 		s.MaxPerKey = max(s.MaxPerKey, x.MaxPerKey)
+		s.PageLoads = max(s.PageLoads, x.PageLoads)
 		if s.KeysLoaded == 0 || x.KeysLoaded < s.KeysLoaded {
 			s.KeysLoaded = x.KeysLoaded
 		}

@@ -23,10 +23,10 @@ var familyDB = map[string]int{familyTiercache: 13, familyGoRedis: 14, familyStur
 
 // sizes are the workloads' dimensions.
 type sizes struct {
-	Keys            int     // key space of workloads a, b and d
-	Workers         int     // goroutines of workloads a, b and d
+	Keys            int     // key space of workloads a, b, d and e
+	Workers         int     // goroutines of workloads a, b, d and e
 	Capacity        int     // local cache capacity, entries
-	ZipfS           float64 // workload a's skew
+	ZipfS           float64 // workload a's and e's skew
 	SetRatio        float64 // workload a's share of Sets
 	ReadMostlyOps   int     // workload a, each of cold and warm (and the warm-up)
 	L2HeavyOps      int     // workload b
@@ -36,6 +36,8 @@ type sizes struct {
 	SlowOps         int     // workload d
 	SlowWarmup      int     // workload d's unmeasured warm-up
 	RedisDelay      time.Duration
+	PageSize        int // workload e: keys per page
+	Pages           int // workload e: pages, each of the warm-up and the measured run
 }
 
 // fullSizes are the sizes of `make bench-compare`.
@@ -54,11 +56,13 @@ func fullSizes() sizes {
 		SlowOps:         5_000,
 		SlowWarmup:      2_000,
 		RedisDelay:      2 * time.Millisecond,
+		PageSize:        50,
+		Pages:           2_000,
 	}
 }
 
-// scaled returns s with every count of calls multiplied by f (at least one
-// call per worker), the rest unchanged.
+// scaled returns s with every count of calls (and pages) multiplied by f
+// (at least one call per worker), the rest unchanged.
 func (s sizes) scaled(f float64) sizes {
 	scale := func(n int) int { return max(int(float64(n)*f), s.Workers) }
 	s.ReadMostlyOps = scale(s.ReadMostlyOps)
@@ -66,6 +70,7 @@ func (s sizes) scaled(f float64) sizes {
 	s.L2HeavyWarmup = scale(s.L2HeavyWarmup)
 	s.SlowOps = scale(s.SlowOps)
 	s.SlowWarmup = scale(s.SlowWarmup)
+	s.Pages = scale(s.Pages)
 	return s
 }
 
@@ -74,11 +79,14 @@ type workload struct {
 	ID    string // "a-cold"
 	Title string
 	About string // what it does, for results.md
+	// Batch marks a workload whose calls read a page of keys each
+	// (GetOrLoadMany): its figures are per page.
+	Batch bool
 	run   func(ctx context.Context, b *bench, kind libraryKind, profile string) (sample, error)
 }
 
 // bench is one comparison run: the Redis, the proxy, the key space, the
-// plans, the meter.
+// plans and pages, the meter.
 type bench struct {
 	sizes    sizes
 	addr     string // Redis
@@ -89,6 +97,7 @@ type bench struct {
 	keys     []string // the shared key space, "p:0" on
 	stampede []string // the stampede's keys
 	plans    map[string]plan
+	pages    map[string]pagePlan
 	logf     func(format string, args ...any)
 }
 
@@ -119,6 +128,10 @@ func newBench(addr, slowAddr string, sz sizes, profileDir string, logf func(stri
 		"uniform-warm": uniformPlan(4, sz.L2HeavyWarmup, sz.Workers, sz.Keys),
 		"slow":         uniformPlan(5, sz.SlowOps, sz.Workers, sz.Keys),
 		"slow-warm":    uniformPlan(6, sz.SlowWarmup, sz.Workers, sz.Keys),
+	}
+	b.pages = map[string]pagePlan{
+		"zipf-pages":        zipfPages(7, sz.Pages, sz.Workers, sz.PageSize, sz.ZipfS, b.keys),
+		"zipf-pages-warmup": zipfPages(8, sz.Pages, sz.Workers, sz.PageSize, sz.ZipfS, b.keys),
 	}
 	return b
 }
@@ -191,6 +204,33 @@ func workloads() []workload {
 				return b.onFilled(ctx, kind, b.slowAddr, profile, "slow-warm", "slow")
 			},
 		},
+		{
+			ID: "e", Title: "e. batch pages", Batch: true,
+			About: "pages of 50 distinct keys, each drawn by Zipf(s=1.1) over the key space (a key already on the page is drawn again), " +
+				"one GetOrLoadMany (the library's batch read) per page, 64 goroutines; both layers empty at the start of an unmeasured " +
+				"warm-up of as many pages (other draws), then the measured pages on the same cache. The origin answers a batch in one " +
+				"call, 1 ms whatever its size, for the keys the library asks for",
+			run: func(ctx context.Context, b *bench, kind libraryKind, profile string) (sample, error) {
+				return b.onScratch(ctx, kind, profile, func(lib Library) (sample, error) {
+					bl, ok := lib.(batchLibrary)
+					if !ok {
+						return sample{}, fmt.Errorf("bench: %s reads no pages", kind.Name)
+					}
+					if err := b.warmUpPages(ctx, bl, "zipf-pages-warmup"); err != nil {
+						return sample{}, err
+					}
+					pages := b.pages["zipf-pages"]
+					var most int64
+					s, err := b.meter.measure(ctx, lib, profile, func() ([]time.Duration, *callErrors) {
+						lats, errs, m := runPages(ctx, bl, pages)
+						most = m
+						return lats, errs
+					})
+					s.Keys, s.PageLoads = pages.keys(), most
+					return s, err
+				})
+			},
+		},
 	}
 }
 
@@ -250,6 +290,15 @@ func cmpOr(errs ...error) error {
 func (b *bench) warmUp(ctx context.Context, lib Library, name string) error {
 	if _, errs := runPlan(ctx, lib, b.keys, b.plans[name], 1); errs.count.Load() > 0 {
 		b.logf("warm-up %s: %d calls failed, the first with: %s", name, errs.count.Load(), errs.firstError())
+	}
+	return b.meter.quiesce(ctx)
+}
+
+// warmUpPages reads the pages named name, unmeasured, and waits for Redis
+// to go quiet.
+func (b *bench) warmUpPages(ctx context.Context, lib batchLibrary, name string) error {
+	if _, errs, _ := runPages(ctx, lib, b.pages[name]); errs.count.Load() > 0 {
+		b.logf("warm-up %s: %d pages failed, the first with: %s", name, errs.count.Load(), errs.firstError())
 	}
 	return b.meter.quiesce(ctx)
 }

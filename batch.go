@@ -622,7 +622,7 @@ func (c *Cache[T]) refillMany(ctx context.Context, keys []string, vals []*CacheV
 	}
 	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
 		var err error
-		ok := c.guard.WriteManyIf(rk, rt, false, func(ok []int) {
+		ok := c.guard.WriteManyIf(rk, rt, keyguard.Copy, func(ok []int) {
 			k, v := pickValues(rk, rv, ok)
 			err = c.writeLayerMany(ctx, L1, k, v)
 		})
@@ -855,7 +855,7 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 		}
 	}
 	c.storeMany(b.ctx, missingKeys, results, missingTickets, store, now, missing)
-	c.evictMany(b.ctx, missingKeys, missingTickets, gone)
+	c.evictMany(b.ctx, missingKeys, missingTickets, gone, missing)
 	c.flights.mu.Lock()
 	for i, f := range missing {
 		if results[i] == nil || results[i].Negative {
@@ -901,8 +901,16 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 	for j, i := range idx {
 		sv[j], st[j] = *vals[i], tickets[i]
 	}
+	sf := make([]*flight[T], len(idx))
+	for j, i := range idx {
+		sf[j] = flights[i]
+	}
 	var err error
-	ok := c.guard.WriteManyIf(sk, st, true, func(ok []int) {
+	var ok []int
+	c.guard.WriteManyIf(sk, st, keyguard.Store, func(held []int) {
+		if ok = notAbandoned(held, sf); len(ok) == 0 {
+			return
+		}
 		k, v := pickValues(sk, sv, ok)
 		for i := range v {
 			v[i] = c.l1Copy(v[i], now)
@@ -928,27 +936,29 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 	c.flights.mu.Unlock()
 	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
 		defer c.landed(pending...)
-		c.copyToL2(ctx, k, v, after)
+		c.copyToL2(ctx, k, v, after, pending)
 	}) {
 		c.landed(pending...)
 	}
 }
 
 // evictMany removes keys a refresh found gone (the indexes in idx) from
-// both layers, unless written meanwhile, and announces them.
-func (c *Cache[T]) evictMany(ctx context.Context, keys []string, tickets []keyguard.Ticket, idx []int) {
+// both layers, unless written meanwhile or their flight (in flights, as
+// keys) is abandoned, and announces them.
+func (c *Cache[T]) evictMany(ctx context.Context, keys []string, tickets []keyguard.Ticket, idx []int, flights []*flight[T]) {
 	if len(idx) == 0 {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
 	ek := pick(keys, idx)
 	et := make([]keyguard.Ticket, len(idx))
+	ef := make([]*flight[T], len(idx))
 	for j, i := range idx {
-		et[j] = tickets[i]
+		et[j], ef[j] = tickets[i], flights[i]
 	}
 	var evicted []string
-	c.guard.WriteManyIf(ek, et, true, func(ok []int) {
-		for _, i := range ok {
+	c.guard.WriteManyIf(ek, et, keyguard.Store, func(held []int) {
+		for _, i := range notAbandoned(held, ef) {
 			if err := errors.Join(c.deleteL1(ctx, ek[i]), c.deleteL2(ctx, ek[i])); err != nil {
 				c.writeFailed(ctx, NoLayer, err)
 			}

@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache"
@@ -1780,4 +1782,86 @@ func (b namedFailures) GetMany(_ context.Context, keys []string) ([]*tiercache.C
 
 func (b namedFailures) SetMany(context.Context, []string, []tiercache.CacheValue[string]) error {
 	return nil
+}
+
+// TestLoadsOfKeysSharingStripesAllLand checks that values loaded at the
+// same time all reach both layers, however their keys fall on the write
+// guard's stripes: 3,000 keys, more than there are stripes, loaded by two
+// concurrent batches (and by one GetOrLoad each), the first batch storing
+// its values after the second has stored its own. A key is then loaded
+// once, and read back from L1 without another load.
+func TestLoadsOfKeysSharingStripesAllLand(t *testing.T) {
+	const n = 1500
+	keysA, keysB := make([]string, n), make([]string, n)
+	for i := range n {
+		keysA[i], keysB[i] = fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)
+	}
+	check := func(t *testing.T, c *tiercache.Cache[string], l1, l2 *batchLayer, loads *atomic.Int64) {
+		t.Helper()
+		require.EqualValues(t, 2*n, loads.Load(), "each key loaded once")
+		got, err := c.GetOrLoadMany(t.Context(), append(slices.Clone(keysA), keysB...), notLoading(t))
+		require.NoError(t, err)
+		require.Len(t, got, 2*n)
+		synctest.Wait() // the L2 writes through the Offload
+		for _, k := range append(slices.Clone(keysA), keysB...) {
+			_, in1 := l1.peek(k)
+			_, in2 := l2.peek(k)
+			require.True(t, in1 && in2, "%s in L1: %v, in L2: %v", k, in1, in2)
+		}
+	}
+	policies := []loadPolicy{sequentialPolicy, parallelPolicy}
+	t.Run("GetOrLoadMany", func(t *testing.T) {
+		eachBatchCaseOf(t, policies, nil, func(t *testing.T, bc batchCase) {
+			l1, l2 := bc.layers()
+			c := openBatchCache(t, bc, l1, l2, nil)
+			var loads atomic.Int64
+			bStored := make(chan struct{})
+			aCalled := make(chan struct{})
+			a := goGetOrLoadMany(t, t.Context(), c, keysA, func(ctx context.Context, keys []string) (map[string]string, error) {
+				loads.Add(int64(len(keys)))
+				close(aCalled)
+				<-bStored
+				return loadedValues(keys...), nil
+			})
+			<-aCalled
+			_, err := c.GetOrLoadMany(t.Context(), keysB, func(ctx context.Context, keys []string) (map[string]string, error) {
+				loads.Add(int64(len(keys)))
+				return loadedValues(keys...), nil
+			})
+			require.NoError(t, err)
+			synctest.Wait()
+			close(bStored)
+			require.NoError(t, awaitMany(t, a).err)
+			check(t, c, l1, l2, &loads)
+		})
+	})
+	t.Run("GetOrLoad", func(t *testing.T) {
+		eachBatchCaseOf(t, policies, nil, func(t *testing.T, bc batchCase) {
+			l1, l2 := bc.layers()
+			// An Offload that sheds nothing: 3,000 L2 writes at once would
+			// overflow the default pool's queue.
+			unbounded := tiercache.OffloadFunc(func(_ string, task func(context.Context)) bool {
+				go task(context.Background())
+				return true
+			})
+			c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{Offload: unbounded})
+			var loads atomic.Int64
+			release := make(chan struct{})
+			var wg sync.WaitGroup
+			for _, k := range append(slices.Clone(keysA), keysB...) {
+				wg.Go(func() {
+					_, err := c.GetOrLoad(t.Context(), k, func(ctx context.Context) (string, error) {
+						loads.Add(1)
+						<-release
+						return "loaded-" + k, nil
+					})
+					assert.NoError(t, err)
+				})
+			}
+			synctest.Wait() // every load has begun
+			close(release)
+			wg.Wait()
+			check(t, c, l1, l2, &loads)
+		})
+	})
 }

@@ -370,7 +370,7 @@ func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen
 	l1v := c.l1Copy(*v, time.Now())
 	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
 		var err error
-		if !c.guard.WriteIf(key, gen, false, func() { err = c.setL1IfTrusted(ctx, key, l1v) }) {
+		if !c.guard.WriteIf(key, gen, keyguard.Copy, func() { err = c.setL1IfTrusted(ctx, key, l1v) }) {
 			c.stats.refillsSkipped.Add(1)
 			return
 		}

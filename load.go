@@ -169,6 +169,12 @@ type flight[T any] struct {
 	resolved  bool // done is closed
 	pendingL2 bool // answered, its value still on its way to L2: it stays joinable until it lands
 
+	// abandoned is set when every caller left the flight before it was
+	// answered: a later caller starts a fresh flight of the key, whose
+	// writes are newer, so this one's writes, checked under the key's
+	// stripe lock, do not happen.
+	abandoned atomic.Bool
+
 	// Written before the channel they belong to is closed.
 	l2Done  chan struct{} // closed when the L2 read ends; nil for a flight that only loads
 	l2Value *CacheValue[T]
@@ -231,6 +237,9 @@ func (c *Cache[T]) leave(f *flight[T]) {
 		return
 	}
 	f.cancel()
+	if !f.resolved {
+		f.abandoned.Store(true)
+	}
 	if c.flights.m[f.key] == f && !(f.resolved && f.pendingL2) {
 		delete(c.flights.m, f.key)
 	}
@@ -500,12 +509,19 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 
 // store writes a loaded value: into L1 now, into L2 through the Offload,
 // then announces the key to the other caches. Neither write happens if the
-// key was written or invalidated since gen was taken: that write is newer
-// than what the load read.
+// key was written or invalidated since gen was taken (that write is newer
+// than what the load read), nor once f is abandoned (a fresh flight of the
+// key may have written a newer value).
 func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now time.Time) {
-	ctx := context.WithoutCancel(f.ctx) // the value is good even if every waiter has gone
+	ctx := context.WithoutCancel(f.ctx)
 	var err error
-	if !c.guard.WriteIf(f.key, gen, true, func() { err = c.setL1IfTrusted(ctx, f.key, c.l1Copy(v, now)) }) {
+	wrote := false
+	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
+		if wrote = !f.abandoned.Load(); wrote {
+			err = c.setL1IfTrusted(ctx, f.key, c.l1Copy(v, now))
+		}
+	})
+	if !wrote {
 		return
 	}
 	if err != nil {
@@ -517,19 +533,24 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	c.flights.mu.Unlock()
 	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
 		defer c.landed(f)
-		c.copyToL2(ctx, []string{f.key}, []CacheValue[T]{v}, []keyguard.Ticket{after})
+		c.copyToL2(ctx, []string{f.key}, []CacheValue[T]{v}, []keyguard.Ticket{after}, []*flight[T]{f})
 	}) {
 		c.landed(f)
 	}
 }
 
-// copyToL2 writes loaded values into L2, the keys whose ticket still holds,
-// and announces them. It writes under the keys' stripe locks: a Set of one
-// of them that begins meanwhile waits for this write (at most until the
-// Set's deadline) and lands after it.
-func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValue[T], tickets []keyguard.Ticket) {
+// copyToL2 writes loaded values into L2, the keys whose ticket still holds
+// and whose flight (flights[i], of keys[i]) is not abandoned, and announces
+// them. It writes under the keys' stripe locks: a Set of one of them that
+// begins meanwhile waits for this write (at most until the Set's deadline)
+// and lands after it.
+func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValue[T], tickets []keyguard.Ticket, flights []*flight[T]) {
 	var err error
-	ok := c.guard.WriteManyIf(keys, tickets, false, func(ok []int) {
+	var ok []int
+	c.guard.WriteManyIf(keys, tickets, keyguard.Store, func(held []int) {
+		if ok = notAbandoned(held, flights); len(ok) == 0 {
+			return
+		}
 		k, v := pickValues(keys, vals, ok)
 		if len(k) == 1 {
 			err = c.setL2(ctx, k[0], v[0])
@@ -548,17 +569,33 @@ func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValu
 }
 
 // evict removes a key a refresh found gone from both layers, unless it was
-// written meanwhile, and announces it.
+// written meanwhile or f is abandoned, and announces it.
 func (c *Cache[T]) evict(f *flight[T], gen keyguard.Ticket) {
 	ctx := context.WithoutCancel(f.ctx)
-	if !c.guard.WriteIf(f.key, gen, true, func() {
+	evicted := false
+	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
+		if evicted = !f.abandoned.Load(); !evicted {
+			return
+		}
 		if err := errors.Join(c.deleteL1(ctx, f.key), c.deleteL2(ctx, f.key)); err != nil {
 			c.writeFailed(ctx, NoLayer, err)
 		}
-	}) {
-		return
+	})
+	if evicted {
+		c.announce(ctx, f.key)
 	}
-	c.announce(ctx, f.key)
+}
+
+// notAbandoned returns the indexes in idx whose flight, in flights, is not
+// abandoned.
+func notAbandoned[T any](idx []int, flights []*flight[T]) []int {
+	out := idx[:0:0]
+	for _, i := range idx {
+		if !flights[i].abandoned.Load() {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // refreshMarks are the keys with a refresh scheduled; a key leaves the set

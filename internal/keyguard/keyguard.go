@@ -6,10 +6,14 @@
 // later, and a Set or Delete of the same key, or an invalidation sent by
 // another process, may land in between: written blindly, the older value
 // would then sit in the cache until it expires. The guard numbers writes per
-// key stripe. A background copy takes a Ticket before it reads, and writes
-// only if no write to the stripe has begun or ended since, none is under
-// way, and L1 has not been flushed; it checks and writes under the stripe's
-// lock. A foreground write takes the same lock to announce itself (Begin),
+// key stripe. A background write takes a Ticket before it reads, and writes
+// only if no foreground write to the stripe has begun or ended since, none
+// is under way, and L1 has not been flushed; a refill (a Copy) also gives
+// way to a loaded value stored since (a Store), which may be newer than the
+// L2 copy it read. Stores do not give way to one another: one key is
+// loaded by one flight at a time, and a Store of another key sharing the
+// stripe must not cost a load its write. It checks and writes under the
+// stripe's lock. A foreground write takes the same lock to announce itself (Begin),
 // so a copy in progress finishes first and the foreground write lands after
 // it. Begin gives up when the write's ctx ends: a background copy stuck on a
 // slow backend delays a foreground write of the same stripe at most until
@@ -21,7 +25,7 @@
 // the L1 write, leaving L1 without the key, which is always safe.
 //
 // Keys are hashed onto a fixed number of stripes, so memory stays bounded
-// whatever the keys; two keys sharing a stripe only cost a skipped copy,
+// whatever the keys; two keys sharing a stripe only cost a skipped refill,
 // which the next read makes again.
 package keyguard
 
@@ -45,6 +49,7 @@ type Guard struct {
 type stripe struct {
 	lock    chan struct{} // a one-slot semaphore: holding it is a send
 	gen     atomic.Uint64 // counts writes begun and ended, and invalidations
+	stored  atomic.Uint64 // counts Store writes: loaded values, evictions
 	inval   atomic.Uint64 // counts invalidations
 	writing atomic.Int64  // foreground writes under way
 	_       [24]byte      // keep stripes on separate cache lines
@@ -52,8 +57,26 @@ type stripe struct {
 
 // Ticket is what a copy takes before it reads the value it will write.
 type Ticket struct {
-	gen, epoch uint64
+	gen, stored, epoch uint64
 }
+
+// Mode is what a background write is, which decides what voids its
+// ticket.
+type Mode uint8
+
+const (
+	// Copy is a copy into L1 of a value read from L2 (a refill): any write
+	// of its stripe since its ticket voids it, the Stores of other keys
+	// included, since the copy may be older than a value loaded meanwhile.
+	Copy Mode = iota
+	// Store is the write of a value loaded from the origin (into L1 or
+	// L2), or the eviction of a key a refresh found gone: foreground writes,
+	// invalidations and flushes void it, the Stores of other keys of the
+	// stripe do not (one key is loaded by one flight at a time). A Store
+	// that ran voids the Copies of its stripe whose tickets were taken
+	// before it.
+	Store
+)
 
 // WriteTicket is what a foreground write takes when it begins.
 type WriteTicket struct {
@@ -92,7 +115,8 @@ func (s *stripe) release() { <-s.lock }
 // Ticket returns key's ticket, to be taken before reading the value a later
 // WriteIf will copy.
 func (g *Guard) Ticket(key string) Ticket {
-	return Ticket{gen: g.stripe(key).gen.Load(), epoch: g.epoch.Load()}
+	s := g.stripe(key)
+	return Ticket{gen: s.gen.Load(), stored: s.stored.Load(), epoch: g.epoch.Load()}
 }
 
 // Begin announces a foreground write of key (Set, Delete). Every background
@@ -120,25 +144,27 @@ func (g *Guard) End(key string) {
 	s.writing.Add(-1)
 }
 
-// holds reports whether t still holds for s: no write begun or ended, no
-// invalidation, no flush since it was taken, and no write under way.
-func (g *Guard) holds(s *stripe, t Ticket) bool {
-	return s.gen.Load() == t.gen && g.epoch.Load() == t.epoch && s.writing.Load() == 0
+// holds reports whether t still holds for s and a write of mode m: no
+// write begun or ended, no invalidation, no flush since it was taken, no
+// Store either for a Copy, and no write under way.
+func (g *Guard) holds(s *stripe, t Ticket, m Mode) bool {
+	return s.gen.Load() == t.gen && g.epoch.Load() == t.epoch && s.writing.Load() == 0 &&
+		(m == Store || s.stored.Load() == t.stored)
 }
 
-// WriteIf runs write under key's stripe lock if t still holds, and reports
-// whether it ran. With bump, a write that ran also advances the
-// generation, so that older copies of the key are skipped after it.
-func (g *Guard) WriteIf(key string, t Ticket, bump bool, write func()) bool {
+// WriteIf runs write, a background write of mode m, under key's stripe
+// lock if t still holds for it, and reports whether it ran. A Store that
+// ran voids the older Copies of its stripe.
+func (g *Guard) WriteIf(key string, t Ticket, m Mode, write func()) bool {
 	s := g.stripe(key)
 	s.hold()
 	defer s.release()
-	if !g.holds(s, t) {
+	if !g.holds(s, t, m) {
 		return false
 	}
 	write()
-	if bump {
-		s.gen.Add(1)
+	if m == Store {
+		s.stored.Add(1)
 	}
 	return true
 }
@@ -178,10 +204,10 @@ func (g *Guard) InvalidateAll() { g.epoch.Add(1) }
 
 // WriteManyIf is WriteIf for several keys at once: it locks the stripes of
 // keys (each once, in a fixed order), finds the keys whose ticket still
-// holds, runs write with their indexes into keys when there is one, and
-// returns those indexes. With bump, the stripes of the keys written advance
-// their generation.
-func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, bump bool, write func(ok []int)) []int {
+// holds for mode m, runs write with their indexes into keys when there is
+// one, and returns those indexes. Stores void the older Copies of the
+// stripes of the keys written.
+func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, m Mode, write func(ok []int)) []int {
 	idx := make([]int, len(keys))
 	for i, key := range keys {
 		idx[i] = g.index(key)
@@ -199,7 +225,7 @@ func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, bump bool, write fu
 	}()
 	var ok []int
 	for i := range keys {
-		if g.holds(&g.stripes[idx[i]], tickets[i]) {
+		if g.holds(&g.stripes[idx[i]], tickets[i], m) {
 			ok = append(ok, i)
 		}
 	}
@@ -207,13 +233,11 @@ func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, bump bool, write fu
 		return nil
 	}
 	write(ok)
-	if bump {
-		bumped := make(map[int]bool, len(ok))
+	if m == Store {
 		for _, i := range ok {
-			if !bumped[idx[i]] {
-				bumped[idx[i]] = true
-				g.stripes[idx[i]].gen.Add(1)
-			}
+			// A stripe may be advanced more than once: a count only needs
+			// to change.
+			g.stripes[idx[i]].stored.Add(1)
 		}
 	}
 	return ok

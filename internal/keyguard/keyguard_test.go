@@ -14,27 +14,46 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestWriteIf(t *testing.T) {
 	tests := []struct {
-		name    string
-		between func(g *Guard)
-		want    bool
+		name      string
+		between   func(g *Guard)
+		wantCopy  bool // a Copy whose ticket was taken before runs
+		wantStore bool // a Store whose ticket was taken before runs
 	}{
-		{name: "nothing in between", between: func(*Guard) {}, want: true},
-		{name: "a write began and ended", between: func(g *Guard) { mustBegin(g, "k"); g.End("k") }, want: false},
-		{name: "a write is under way", between: func(g *Guard) { mustBegin(g, "k") }, want: false},
-		{name: "a bumping copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), true, func() {}) }, want: false},
-		{name: "a plain copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), false, func() {}) }, want: true},
-		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }, want: false},
-		{name: "everything was invalidated", between: func(g *Guard) { g.InvalidateAll() }, want: false},
+		{name: "nothing in between", between: func(*Guard) {}, wantCopy: true, wantStore: true},
+		{name: "a write began and ended", between: func(g *Guard) { mustBegin(g, "k"); g.End("k") }},
+		{name: "a write is under way", between: func(g *Guard) { mustBegin(g, "k") }},
+		{name: "a Store of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), Store, func() {}) }, wantStore: true},
+		{name: "a Store of another key of the stripe ran", between: func(g *Guard) {
+			g.WriteIf(sameStripe(g, "k"), g.Ticket("k"), Store, func() {})
+		}, wantStore: true},
+		{name: "a Copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), Copy, func() {}) }, wantCopy: true, wantStore: true},
+		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }},
+		{name: "everything was invalidated", between: func(g *Guard) { g.InvalidateAll() }},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := New()
-			gen := g.Ticket("k")
-			tt.between(g)
-			ran := false
-			require.Equal(t, tt.want, g.WriteIf("k", gen, false, func() { ran = true }))
-			require.Equal(t, tt.want, ran)
-		})
+		for _, m := range []struct {
+			name string
+			mode Mode
+			want bool
+		}{{"Copy", Copy, tt.wantCopy}, {"Store", Store, tt.wantStore}} {
+			t.Run(tt.name+"/"+m.name, func(t *testing.T) {
+				g := New()
+				gen := g.Ticket("k")
+				tt.between(g)
+				ran := false
+				require.Equal(t, m.want, g.WriteIf("k", gen, m.mode, func() { ran = true }))
+				require.Equal(t, m.want, ran)
+			})
+		}
+	}
+}
+
+// sameStripe returns a key other than key on key's stripe.
+func sameStripe(g *Guard, key string) string {
+	for i := 0; ; i++ {
+		if other := key + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676)); g.stripe(other) == g.stripe(key) {
+			return other
+		}
 	}
 }
 
@@ -42,7 +61,7 @@ func TestWriteTakenAfterEndRuns(t *testing.T) {
 	g := New()
 	mustBegin(g, "k")
 	g.End("k")
-	require.True(t, g.WriteIf("k", g.Ticket("k"), false, func() {}))
+	require.True(t, g.WriteIf("k", g.Ticket("k"), Copy, func() {}))
 }
 
 func TestOtherStripesUnaffected(t *testing.T) {
@@ -55,7 +74,7 @@ func TestOtherStripesUnaffected(t *testing.T) {
 	gen := g.Ticket(other)
 	mustBegin(g, "k")
 	defer g.End("k")
-	require.True(t, g.WriteIf(other, gen, false, func() {}))
+	require.True(t, g.WriteIf(other, gen, Copy, func() {}))
 }
 
 // Begin waits for a copy in progress, so the write that follows lands after
@@ -68,7 +87,7 @@ func TestBeginWaitsForCopy(t *testing.T) {
 	inCopy, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		g.WriteIf("k", g.Ticket("k"), false, func() {
+		g.WriteIf("k", g.Ticket("k"), Copy, func() {
 			close(inCopy)
 			<-release
 			add("copy")
@@ -158,7 +177,7 @@ func TestWriteManyIf(t *testing.T) {
 	}
 	g.Invalidate("b", func() {})
 	var wrote []int
-	ok := g.WriteManyIf(keys, tickets, true, func(ok []int) { wrote = ok })
+	ok := g.WriteManyIf(keys, tickets, Store, func(ok []int) { wrote = ok })
 	require.Equal(t, wrote, ok)
 	var want []int
 	for i, k := range keys {
@@ -167,6 +186,7 @@ func TestWriteManyIf(t *testing.T) {
 		}
 	}
 	require.Equal(t, want, ok)
-	require.False(t, g.WriteIf("a", tickets[0], false, func() {}), "bumped")
-	require.Nil(t, g.WriteManyIf([]string{"b"}, tickets[1:2], false, func([]int) { t.Fatal("must not run") }))
+	require.False(t, g.WriteIf("a", tickets[0], Copy, func() {}), "a Store voids older Copies")
+	require.True(t, g.WriteIf("a", tickets[0], Store, func() {}), "but not older Stores")
+	require.Nil(t, g.WriteManyIf([]string{"b"}, tickets[1:2], Store, func([]int) { t.Fatal("must not run") }))
 }

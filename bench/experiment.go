@@ -25,17 +25,7 @@ func experiments() []libraryKind {
 		if err != nil {
 			return nil, err
 		}
-		return newTiercache(cfg, client, ap, tiercacheSequential, false)
-	}
-	co := tiercacheKind("Sequential", "sequential", tiercacheSequential)
-	co.Name, co.Label = nameSequentialCoalesced, "tiercache sequential +coalesced"
-	co.Settings += "; redisstore behind `coalescingL2` (coalesce.go), a prototype of auto-pipelining built on tiercache's " +
-		"public API: concurrent Gets are gathered into one `GetMany` (one MGET) by 8 dispatcher goroutines, up to 128 keys a " +
-		"batch, with no batching window (a batch is whatever queued during the previous round trip); each caller still " +
-		"returns by its own deadline."
-	co.New = func(cfg libConfig) (Library, error) {
-		client := newRedisClient(cfg)
-		return newTiercache(cfg, client, client, tiercacheSequential, true)
+		return newTiercache(cfg, client, ap, tiercacheSequential, 0)
 	}
 	gr := goRedisCacheKind()
 	gr.Name, gr.Label, gr.Peer = "go-redis/cache + AutoPipeline", "go-redis/cache +AP", false
@@ -59,7 +49,7 @@ func experiments() []libraryKind {
 		}
 		return newSturdyc(cfg, client, ap), nil
 	}
-	kinds := []libraryKind{co, tc, gr, st}
+	kinds := []libraryKind{tc, gr, st}
 	for i := range kinds {
 		kinds[i].Only = []string{"b", "d"}
 		kinds[i].Experiment = true

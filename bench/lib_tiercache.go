@@ -33,26 +33,34 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 			"(its own OffloadPool: 64 tasks, 1,024 queued; RefillAlways; SequentialWritePolicy)",
 		New: func(cfg libConfig) (Library, error) {
 			client := newRedisClient(cfg)
-			return newTiercache(cfg, client, client, policy, false)
+			return newTiercache(cfg, client, client, policy, 0)
 		},
 	}
 }
 
-// tiercacheLib is a tiercache.Cache on otterstore and redisstore.
-type tiercacheLib struct {
-	cache    *tiercache.Cache[Product]
-	l1       *otterstore.Store[Product]
-	l2       *redisstore.Store[Product]
-	coalesce *coalescingL2[Product] // nil but in the coalescing experiment
-	client   *redis.Client
-	origin   *Origin
+// tiercacheCoalescedKind is tiercache Sequential with redisstore's
+// coalesced Gets (Options.CoalesceGets), the setting its README gives for
+// many callers on a slow or far Redis.
+func tiercacheCoalescedKind() libraryKind {
+	k := tiercacheKind("Sequential", "sequential", tiercacheSequential)
+	k.Name, k.Label = nameSequentialCoalesced, "tiercache sequential +CoalesceGets"
+	k.Settings += "; redisstore with `Options{CoalesceGets: 8}`: concurrent Gets share MGETs, 8 dispatchers, up to 128 keys a " +
+		"batch, no batching window (a batch is what queued while the dispatchers were busy)"
+	k.New = func(cfg libConfig) (Library, error) {
+		client := newRedisClient(cfg)
+		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.SuggestedCoalesceGets)
+	}
+	return k
 }
 
-// Coalescing prototype settings: see coalescingL2.
-const (
-	coalesceDispatchers = 8
-	coalesceMaxBatch    = 128
-)
+// tiercacheLib is a tiercache.Cache on otterstore and redisstore.
+type tiercacheLib struct {
+	cache  *tiercache.Cache[Product]
+	l1     *otterstore.Store[Product]
+	l2     *redisstore.Store[Product]
+	client *redis.Client
+	origin *Origin
+}
 
 var (
 	_ Library   = (*tiercacheLib)(nil)
@@ -61,28 +69,18 @@ var (
 
 // newTiercache builds the cache with policy over l2Client, a client of
 // client (client itself, or an AutoPipeliner of it), which Close closes;
-// with coalesce, its L2 is redisstore behind the coalescingL2 prototype.
-func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesce bool) (*tiercacheLib, error) {
+// redisstore coalesces Gets with coalesceGets dispatchers (0: not at all).
+func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesceGets int) (*tiercacheLib, error) {
 	l1, err := otterstore.New(&otterstore.Options[Product]{MaximumSize: cfg.Capacity})
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	l2, err := redisstore.New(l2Client, &redisstore.Options[Product]{})
+	l2, err := redisstore.New(l2Client, &redisstore.Options[Product]{CoalesceGets: coalesceGets})
 	if err != nil {
 		l1.Close()
 		client.Close()
 		return nil, err
-	}
-	var l2b tiercache.Backend[Product] = l2
-	var co *coalescingL2[Product]
-	if coalesce {
-		if co, err = newCoalescingL2[Product](l2, coalesceDispatchers, coalesceMaxBatch, tiercacheL2Timeout); err != nil {
-			l1.Close()
-			client.Close()
-			return nil, err
-		}
-		l2b = co
 	}
 	var p tiercache.ReadPolicy[Product]
 	switch policy {
@@ -95,20 +93,18 @@ func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalC
 	case tiercacheRaceCancel:
 		p = tiercache.RaceReadPolicy[Product]{Loser: tiercache.LoserCancel}
 	}
-	cache, err := tiercache.New(l1, l2b, &tiercache.Options[Product]{
+	cache, err := tiercache.New(l1, l2, &tiercache.Options[Product]{
 		ReadPolicy: p,
 		DefaultTTL: cfg.TTL,
 		L2Timeout:  tiercacheL2Timeout,
 	})
 	if err != nil {
-		if co != nil {
-			co.Close()
-		}
+		_ = l2.Close(context.Background())
 		l1.Close()
 		client.Close()
 		return nil, err
 	}
-	return &tiercacheLib{cache: cache, l1: l1, l2: l2, coalesce: co, client: client, origin: cfg.Origin}, nil
+	return &tiercacheLib{cache: cache, l1: l1, l2: l2, client: client, origin: cfg.Origin}, nil
 }
 
 func (t *tiercacheLib) GetOrLoad(ctx context.Context, key string) (Product, error) {
@@ -125,9 +121,6 @@ func (t *tiercacheLib) Set(ctx context.Context, key string, p Product) error {
 // stores, then the client.
 func (t *tiercacheLib) Close(ctx context.Context) error {
 	err := t.cache.Close(ctx)
-	if t.coalesce != nil {
-		t.coalesce.Close()
-	}
 	return errors.Join(err, t.l2.Close(ctx), t.l1.Close(), t.client.Close())
 }
 

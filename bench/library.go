@@ -100,6 +100,7 @@ func libraries() []libraryKind {
 		tiercacheKind("Parallel", "parallel", tiercacheParallel),
 		tiercacheKind("Race LoserOffload", "race-offload", tiercacheRaceOffload),
 		tiercacheKind("Race LoserCancel", "race-cancel", tiercacheRaceCancel),
+		tiercacheCoalescedKind(),
 		goRedisCacheKind(),
 		sturdycKind(),
 	}

@@ -12,7 +12,7 @@ import (
 const (
 	nameSequential          = "tiercache Sequential"
 	nameSequentialAP        = "tiercache Sequential + AutoPipeline"
-	nameSequentialCoalesced = "tiercache Sequential + coalesced Gets (prototype)"
+	nameSequentialCoalesced = "tiercache Sequential + CoalesceGets"
 )
 
 // renderResults writes results.md: the setup, the tables, the targets and
@@ -344,15 +344,21 @@ func evaluateTargets(byID map[string][]summary, env environment) []target {
 				Measured: fmt.Sprintf("%s ops/s vs %s %s: **%.2f×**%s", thousands(seq.Throughput), best.Kind.Name, thousands(best.Throughput), ratio, bestPolicyNote(ss, best)),
 				Verdict:  verdict(ratio >= 1.3),
 			})
-			for _, name := range []string{nameSequentialCoalesced, nameSequentialAP} {
-				if x, ok := find(ss, name); ok {
-					ratio := x.Throughput / best.Throughput
-					ts = append(ts, target{
-						Target:   "b, experiment: " + strings.TrimPrefix(name, "tiercache ") + ", against the same best peer",
-						Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**", thousands(x.Throughput), thousands(best.Throughput), ratio),
-						Verdict:  verdict(ratio >= 1.3) + " (an experiment, not the configuration the target is about)",
-					})
-				}
+			if x, ok := find(ss, nameSequentialCoalesced); ok {
+				ratio := x.Throughput / best.Throughput
+				ts = append(ts, target{
+					Target:   "b: Sequential + CoalesceGets (redisstore's option for many callers) ≥ 1.3× the same best peer",
+					Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**", thousands(x.Throughput), thousands(best.Throughput), ratio),
+					Verdict:  verdict(ratio >= 1.3),
+				})
+			}
+			if x, ok := find(ss, nameSequentialAP); ok {
+				ratio := x.Throughput / best.Throughput
+				ts = append(ts, target{
+					Target:   "b, experiment: " + strings.TrimPrefix(nameSequentialAP, "tiercache ") + ", against the same best peer",
+					Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**", thousands(x.Throughput), thousands(best.Throughput), ratio),
+					Verdict:  verdict(ratio >= 1.3) + " (an experiment, not the configuration the target is about)",
+				})
 			}
 		}
 	}
@@ -367,16 +373,23 @@ func evaluateTargets(byID map[string][]summary, env environment) []target {
 					fmtDur(seq.P99), fmtDur(best.P99), bestPolicyNote(ss, best)),
 				Verdict: verdict(ratio >= 1.5 && seq.P99 <= best.P99),
 			})
-			for _, name := range []string{nameSequentialCoalesced, nameSequentialAP} {
-				if x, ok := find(ss, name); ok {
-					ratio := x.Throughput / best.Throughput
-					ts = append(ts, target{
-						Target: "d, experiment: " + strings.TrimPrefix(name, "tiercache ") + ", against the same best peer",
-						Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**; p99 %s vs %s",
-							thousands(x.Throughput), thousands(best.Throughput), ratio, fmtDur(x.P99), fmtDur(best.P99)),
-						Verdict: verdict(ratio >= 1.5 && x.P99 <= best.P99) + " (an experiment, not the configuration the target is about)",
-					})
-				}
+			if x, ok := find(ss, nameSequentialCoalesced); ok {
+				ratio := x.Throughput / best.Throughput
+				ts = append(ts, target{
+					Target: "d: Sequential + CoalesceGets (redisstore's option for a slow Redis) ≥ 1.5× the same best peer, with a p99 no worse",
+					Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**; p99 %s vs %s; Redis commands per call %.2f vs %.2f",
+						thousands(x.Throughput), thousands(best.Throughput), ratio, fmtDur(x.P99), fmtDur(best.P99), x.Commands, best.Commands),
+					Verdict: verdict(ratio >= 1.5 && x.P99 <= best.P99),
+				})
+			}
+			if x, ok := find(ss, nameSequentialAP); ok {
+				ratio := x.Throughput / best.Throughput
+				ts = append(ts, target{
+					Target: "d, experiment: " + strings.TrimPrefix(nameSequentialAP, "tiercache ") + ", against the same best peer",
+					Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**; p99 %s vs %s",
+						thousands(x.Throughput), thousands(best.Throughput), ratio, fmtDur(x.P99), fmtDur(best.P99)),
+					Verdict: verdict(ratio >= 1.5 && x.P99 <= best.P99) + " (an experiment, not the configuration the target is about)",
+				})
 			}
 		}
 	}

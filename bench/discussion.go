@@ -25,11 +25,10 @@ func discussion(byID map[string][]summary, env environment) string {
 			}
 		}
 		p(". The rest of the time goes to the misses: 1%% Sets, and the keys of the long Zipf tail that are not local, which cost a " +
-			"Redis round trip and, on a Redis miss, a 1 ms load. On an L1 miss tiercache starts a goroutine for the key's flight " +
-			"(the L2 read every concurrent caller shares) and hands the refill of an L2 hit and the L2 write of a loaded value to its " +
-			"OffloadPool, whose workers exit when the queue is empty; the peers read Redis on the caller's goroutine. CPU profiles (`go run . -profile DIR`) put " +
-			"13–22%% of tiercache's CPU in `runtime.newstack`/`copystack` in a and b: each of those short-lived goroutines starts with a " +
-			"small stack and grows it to go-redis's depth, once per miss. ")
+			"Redis round trip and, on a Redis miss, a 1 ms load. On an L1 miss tiercache hands the key's flight (the L2 " +
+			"read every concurrent caller shares, so that a caller can leave at its deadline while the others wait) to a pooled " +
+			"goroutine, and the refill of an L2 hit and the L2 write of a loaded value to its OffloadPool; the peers read Redis on " +
+			"the caller's goroutine. `go run . -profile DIR` writes the CPU profiles that show where each library's time goes. ")
 		p("ParallelReadPolicy reads Redis on every call, local hit or not (Redis cmds/op near 1 against about 0.2 for the others), " +
 			"so it runs at the rate of Redis round trips; that is its purpose (the fresher of the two copies wins), not a defect. " +
 			"Race with LoserOffload reads both layers on two goroutines per call.\n\n")
@@ -172,7 +171,7 @@ func discussion(byID map[string][]summary, env environment) string {
 		"included, the same client for every library. Each peer runs as its README shows: go-redis/cache writes Redis inside `Once` " +
 		"before callers get the value, sturdyc writes it on a new goroutine per write with `context.Background()` and never " +
 		"stops its eviction goroutine; tiercache bounds its background work (an OffloadPool of 64 tasks), which costs it the " +
-		"goroutine starts above. sturdyc reaches Redis only through a `DistributedStorage` its user writes (this module's is " +
+		"goroutine hand-offs above. sturdyc reaches Redis only through a `DistributedStorage` its user writes (this module's is " +
 		"sturdyc_storage.go), and has no write-through Set.\n")
 	return w.String()
 }

@@ -130,14 +130,7 @@ func renderResults(env environment, results [][]*result) string {
 		}
 		p("---:|---:|\n")
 		for _, s := range ss {
-			name := s.Kind.Name
-			if name == nameSequential {
-				name = "**" + name + "**"
-			}
-			loads := thousands(float64(s.Loads))
-			if s.LoadsMin != s.LoadsMax {
-				loads += fmt.Sprintf(" (%s–%s)", thousands(float64(s.LoadsMin)), thousands(float64(s.LoadsMax)))
-			}
+			name, loads := rowName(s), loadsCell(s)
 			p("| %s | %s (%s–%s) | %s | %s | %s | %.1f | %s | %s |", name,
 				thousands(s.Throughput), thousands(s.TputMin), thousands(s.TputMax),
 				fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), s.Allocs, thousands(s.Bytes), loads)
@@ -226,14 +219,7 @@ func batchTable(ss []summary) string {
 		"most origin calls of one page | Redis cmds/page (GET, MGET, SET) | pages failed |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range ss {
-		name := s.Kind.Name
-		if name == nameSequential {
-			name = "**" + name + "**"
-		}
-		calls := thousands(float64(s.Loads))
-		if s.LoadsMin != s.LoadsMax {
-			calls += fmt.Sprintf(" (%s–%s)", thousands(float64(s.LoadsMin)), thousands(float64(s.LoadsMax)))
-		}
+		name, calls := rowName(s), loadsCell(s)
 		p("| %s | %s (%s–%s) | %s | %s | %s | %s | %.1f | %s | %s | %s | %d | %.2f (%.2f, %.2f, %.2f) | %d |\n", name,
 			thousands(s.Throughput), thousands(s.TputMin), thousands(s.TputMax), thousands(s.KeysPerSec),
 			fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), s.Allocs, thousands(s.Bytes),
@@ -493,4 +479,23 @@ func fmtRatio(f float64) string {
 		return "0"
 	}
 	return fmt.Sprintf("%.3f", f)
+}
+
+// rowName is the library's name in a results table, tiercache Sequential's
+// in bold.
+func rowName(s summary) string {
+	if s.Kind.Name == nameSequential {
+		return "**" + s.Kind.Name + "**"
+	}
+	return s.Kind.Name
+}
+
+// loadsCell is the median of origin calls, with their range over the
+// rounds when they differ.
+func loadsCell(s summary) string {
+	loads := thousands(float64(s.Loads))
+	if s.LoadsMin != s.LoadsMax {
+		loads += fmt.Sprintf(" (%s–%s)", thousands(float64(s.LoadsMin)), thousands(float64(s.LoadsMax)))
+	}
+	return loads
 }

@@ -1350,3 +1350,44 @@ func TestGetOrLoadJoinsFlightUntilItsValueIsInL2(t *testing.T) {
 		off.run()
 	})
 }
+
+// The load of a key runs with the loader of a caller still waiting for it:
+// when the caller that started the flight has left while L2 was being
+// read, a caller that stayed loads with its own loader, which may use what
+// that caller owns.
+func TestGetOrLoadUsesTheLoaderOfACallerStillWaiting(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy})
+		l2Gate, openL2 := loadGate(t)
+		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
+		var used []string
+		var mu sync.Mutex
+		loaderOf := func(who string) func(context.Context) (string, error) {
+			return func(context.Context) (string, error) {
+				mu.Lock()
+				used = append(used, who)
+				mu.Unlock()
+				return "from " + who, nil
+			}
+		}
+
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		first := goGetOrLoad(t, ctx, c, "k", loaderOf("first"))
+		synctest.Wait()
+		second := goGetOrLoad(t, context.Background(), c, "k", loaderOf("second"))
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		require.ErrorIs(t, loadResultNow(t, first).err, context.Canceled)
+
+		openL2()
+		r := awaitLoad(t, second)
+		require.NoError(t, r.err)
+		require.Equal(t, "from second", r.v)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, []string{"second"}, used)
+	})
+}

@@ -109,7 +109,7 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 	if err := ctx.Err(); err != nil {
 		return zero, readCanceled(key, err)
 	}
-	f, _ := c.joinRead(ctx, key)
+	f, joined := c.joinRead(ctx, key, load)
 	if f == nil { // a refresh is loading the key: L2 likely holds the stale value
 		if v, err := c.readL2Direct(ctx, key); err == nil && v != nil {
 			if info != nil {
@@ -117,9 +117,13 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 			}
 			return c.serve(ctx, key, v, load)
 		}
-		f = c.joinLoad(ctx, key, false)
+		f, joined = c.joinLoad(ctx, key, false), true
 	}
-	defer c.leave(f)
+	if joined {
+		defer c.leave(f)
+	} else {
+		defer c.leaveLoader(f)
+	}
 	v, err := c.await(ctx, f, load)
 	return c.loaded(ctx, key, v, err, load, f, info)
 }
@@ -162,6 +166,11 @@ type flight[T any] struct {
 	ctx     context.Context // the first caller's values; ends when cancel is called
 	cancel  context.CancelFunc
 	refresh bool // a background refresh: readers do not wait for it
+	// load, set by a Sequential GetOrLoad that started the flight after
+	// missing L1, is the loader the flight's goroutine goes on with when L2
+	// misses or fails, rather than waking the callers for one of them to
+	// start the load on another goroutine.
+	load func(context.Context) (T, error)
 
 	// Guarded by flightGroup.mu.
 	refs      int  // callers holding the flight
@@ -227,6 +236,16 @@ func (c *Cache[T]) landed(fs ...*flight[T]) {
 	}
 }
 
+// leaveLoader is leave for the caller that started f with its loader: the
+// flight no longer goes on with that loader, which may need what its
+// caller owned; a caller still waiting starts the load with its own.
+func (c *Cache[T]) leaveLoader(f *flight[T]) {
+	c.flights.mu.Lock()
+	f.load = nil
+	c.flights.mu.Unlock()
+	c.leave(f)
+}
+
 // leave gives up a hold on f. The last holder of an unanswered flight
 // cancels it.
 func (c *Cache[T]) leave(f *flight[T]) {
@@ -247,9 +266,10 @@ func (c *Cache[T]) leave(f *flight[T]) {
 
 // joinRead holds the key's flight, starting one that reads L2 when there is
 // none, and reports whether it joined one someone else started (counted in
-// Stats.Coalesced). It returns nil when the flight under way is a
+// Stats.Coalesced). A flight it starts with a non-nil load goes on to load
+// with it when L2 misses. It returns nil when the flight under way is a
 // background refresh, which a read does not wait for.
-func (c *Cache[T]) joinRead(ctx context.Context, key string) (f *flight[T], joined bool) {
+func (c *Cache[T]) joinRead(ctx context.Context, key string, load func(context.Context) (T, error)) (f *flight[T], joined bool) {
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
 	f = c.flights.m[key]
@@ -257,6 +277,7 @@ func (c *Cache[T]) joinRead(ctx context.Context, key string) (f *flight[T], join
 	case f == nil:
 		f = c.newFlight(ctx, key)
 		f.l2Done = make(chan struct{})
+		f.load = load
 		if c.bg.Add() {
 			c.workers.Go(func() { c.runL2(f) })
 		} else {
@@ -355,7 +376,7 @@ type loadCall[T any] struct {
 // error, as a *loadError).
 func (lc *loadCall[T]) readL2(ctx context.Context, key string) (*CacheValue[T], error) {
 	c := lc.c
-	f, joined := c.joinRead(ctx, key)
+	f, joined := c.joinRead(ctx, key, nil) // the policy decides whether to load
 	if f == nil {
 		return c.readL2Direct(ctx, key)
 	}
@@ -414,12 +435,14 @@ func (lc *loadCall[T]) finish() {
 
 // runL2 is a flight's L2 read. A hit answers the flight and is refilled
 // into L1, once for every caller that shared it; a miss leaves the flight
-// open for a load.
+// open for a load, which the same goroutine then runs when the flight has
+// a loader of its own (see flight.load).
 func (c *Cache[T]) runL2(f *flight[T]) {
 	defer c.bg.Done()
 	gen := c.guard.Ticket(f.key)
 	var v *CacheValue[T]
 	rep := goexitReport
+	returned := false // readLayer returned: the reader did not call runtime.Goexit
 	defer func() {
 		if rep.Status == StatusFailed && f.ctx.Err() != nil {
 			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
@@ -429,16 +452,30 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 			c.refill(f.ctx, f.key, v, gen)
 		}
 		c.flights.mu.Lock()
-		defer c.flights.mu.Unlock()
 		f.l2Value, f.l2Err = v, rep.Err
 		close(f.l2Done)
-		if v != nil {
+		var load func(context.Context) (T, error)
+		switch {
+		case v != nil:
 			c.resolveLocked(f, v, nil)
-		} else if f.refs == 0 {
+		case f.refs == 0:
 			c.resolveLocked(f, nil, context.Canceled)
+		case returned && f.load != nil && !f.loading && !f.resolved:
+			f.loading = true
+			load = f.load
+		}
+		f.load = nil
+		if load != nil && !c.bg.Add() {
+			c.resolveLocked(f, nil, ErrClosed)
+			load = nil
+		}
+		c.flights.mu.Unlock()
+		if load != nil {
+			c.runLoad(f, load, false)
 		}
 	}()
 	v, rep = readLayer(f.ctx, f.key, c.readL2)
+	returned = true
 }
 
 // startLoadLocked starts f's load unless it has started or f is answered.

@@ -2,6 +2,7 @@ package tiercache_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,4 +68,39 @@ func BenchmarkCacheGet(b *testing.B) {
 		}
 	})
 	_ = sinkData
+}
+
+// missBackend misses every key and accepts every write at once.
+type missBackend struct{}
+
+func (missBackend) Get(context.Context, string) (*tiercache.CacheValue[string], error) {
+	return nil, nil
+}
+func (missBackend) Set(context.Context, string, tiercache.CacheValue[string]) error { return nil }
+func (missBackend) Delete(context.Context, string) error                            { return nil }
+
+// BenchmarkCacheGetOrLoadMiss measures the cache's own cost of a
+// GetOrLoad that misses both layers: the flight, the L2 read, the load, the
+// L1 write and the L2 write through the Offload, with layers and a loader
+// that answer at once.
+func BenchmarkCacheGetOrLoadMiss(b *testing.B) {
+	ctx := context.Background()
+	c, err := tiercache.New[string](missBackend{}, missBackend{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(ctx) })
+	load := func(context.Context) (string, error) { return "loaded", nil }
+	keys := make([]string, 1<<16)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := c.GetOrLoad(ctx, keys[i&(len(keys)-1)], load); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
 }

@@ -570,9 +570,29 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	c.flights.mu.Unlock()
 	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
 		defer c.landed(f)
-		c.copyToL2(ctx, []string{f.key}, []CacheValue[T]{v}, []keyguard.Ticket{after}, []*flight[T]{f})
+		c.copyOneToL2(ctx, f, v, after)
 	}) {
 		c.landed(f)
+	}
+}
+
+// copyOneToL2 is copyToL2 for the value v of one flight f: it writes v
+// into L2 unless f's key was written or invalidated since after was taken,
+// or f is abandoned, and announces the key.
+func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T], after keyguard.Ticket) {
+	var err error
+	wrote := false
+	c.guard.WriteIf(f.key, after, keyguard.Store, func() {
+		if wrote = !f.abandoned.Load(); wrote {
+			err = c.setL2(ctx, f.key, v)
+		}
+	})
+	if err != nil {
+		c.writeFailed(ctx, L2, err)
+		return
+	}
+	if wrote {
+		c.announce(ctx, f.key)
 	}
 }
 

@@ -135,10 +135,15 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 	vals := make([]*CacheValue[T], len(uniq))
 	var pending []int // indexes of the keys to take from flights
 	withL2 := c.sequential
+	var before []keyguard.Ticket // see flight.since
 	if withL2 {
 		l1 := c.readLayerMany(ctx, L1, uniq)
 		copy(vals, l1.vals)
 	} else {
+		before = make([]keyguard.Ticket, len(uniq))
+		for i, key := range uniq {
+			before[i] = c.guard.Ticket(key)
+		}
 		copy(vals, c.readBatch(ctx, uniq).vals)
 	}
 	for i, v := range vals {
@@ -151,7 +156,7 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 		if err := ctx.Err(); err != nil {
 			return c.batchAnswer(ctx, uniq, vals, load, fmt.Errorf("tiercache: get or load many: %w", err))
 		}
-		flights := c.joinMany(ctx, uniq, pending, withL2, load)
+		flights := c.joinMany(ctx, uniq, pending, withL2, load, before)
 		defer func() {
 			for _, f := range flights {
 				c.leave(f)
@@ -671,8 +676,9 @@ func (b *batch) release() {
 // joinMany holds a flight for each key of keys at the indexes pending:
 // joining the flights under way, and making the others flights owned by one
 // new batch, which it starts. withL2 says whether the batch reads L2 before
-// loading.
-func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, withL2 bool, load func(context.Context, []string) (map[string]T, error)) []*flight[T] {
+// loading. before, when not nil, holds the tickets of keys taken before the
+// caller read them (see flight.since).
+func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, withL2 bool, load func(context.Context, []string) (map[string]T, error), before []keyguard.Ticket) []*flight[T] {
 	flights := make([]*flight[T], len(pending))
 	var owned []*flight[T]
 	b := &batch{}
@@ -690,6 +696,9 @@ func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, w
 		}
 		f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{})}
 		f.cancel = b.release // under the group's lock, when the flight's last caller leaves
+		if before != nil {
+			f.since, f.hasSince = before[i], true
+		}
 		if withL2 {
 			f.l2Done = make(chan struct{})
 		} else {
@@ -788,13 +797,19 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 	keys := make([]string, len(owned))
 	tickets := make([]keyguard.Ticket, len(owned))
 	for i, f := range owned {
-		keys[i], tickets[i] = f.key, c.guard.Ticket(f.key)
+		keys[i], tickets[i] = f.key, f.since // see flight.since
+		if !f.hasSince {
+			tickets[i] = c.guard.Ticket(f.key)
+		}
 	}
-	missing := owned
+	// The load's writes are checked against the tickets taken before the
+	// L2 read: a Set that lands after that read is newer than what the
+	// load was started on.
+	missing, missingTickets := owned, tickets
 	if withL2 {
 		l2 := c.readLayerMany(b.ctx, L2, keys)
 		var hits []int
-		missing = nil
+		missing, missingTickets = nil, nil
 		c.flights.mu.Lock()
 		for i, f := range owned {
 			f.l2Value, f.l2Err = l2.vals[i], l2.errs[i]
@@ -805,6 +820,7 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 			} else {
 				f.loading = true
 				missing = append(missing, f)
+				missingTickets = append(missingTickets, tickets[i])
 			}
 		}
 		c.flights.mu.Unlock()
@@ -814,9 +830,8 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 		return
 	}
 	missingKeys := make([]string, len(missing))
-	missingTickets := make([]keyguard.Ticket, len(missing))
 	for i, f := range missing {
-		missingKeys[i], missingTickets[i] = f.key, c.guard.Ticket(f.key)
+		missingKeys[i] = f.key
 	}
 	c.stats.loads.Add(1)
 	c.stats.batchKeysLoaded.Add(uint64(len(missing)))
@@ -923,10 +938,13 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 	if len(ok) == 0 {
 		return
 	}
+	// The L2 writes are checked against the loads' own tickets: a Store
+	// does not void them, and a Set since the load began does, even one
+	// that ended before this line.
 	k, v := pickValues(sk, sv, ok)
-	after := make([]keyguard.Ticket, len(k))
-	for i, key := range k {
-		after[i] = c.guard.Ticket(key)
+	after := make([]keyguard.Ticket, len(ok))
+	for j, i := range ok {
+		after[j] = st[i]
 	}
 	pending := pickFlights(flights, idx, ok)
 	c.flights.mu.Lock()

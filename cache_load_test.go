@@ -1391,3 +1391,79 @@ func TestGetOrLoadUsesTheLoaderOfACallerStillWaiting(t *testing.T) {
 		require.Equal(t, []string{"second"}, used)
 	})
 }
+
+// readThenHold is an L2 whose Gets read the store, then wait for hold
+// before answering: what a read returns may be overtaken by a write that
+// lands while it is on its way back.
+type readThenHold struct {
+	*fakeBackend
+	entered chan struct{}
+	hold    chan struct{}
+}
+
+func (b *readThenHold) Get(ctx context.Context, key string) (*tiercache.CacheValue[string], error) {
+	v, err := b.fakeBackend.Get(ctx, key)
+	b.entered <- struct{}{}
+	<-b.hold
+	return v, err
+}
+
+// A Set that lands after a load's L2 read missed, and before the load
+// began, is newer than what the load was started on: the loaded value
+// overwrites it in neither layer.
+func TestGetOrLoadDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1 := newFakeBackend()
+		hold, open := loadGate(t)
+		l2 := &readThenHold{fakeBackend: newFakeBackend(), entered: make(chan struct{}, 1), hold: hold}
+		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, c.Close(context.Background())) }()
+		loader := countLoads(func(context.Context, int) (string, error) { return "origin", nil })
+
+		got := goGetOrLoad(t, context.Background(), c, "k", loader.load)
+		<-l2.entered // L2 has been read: a miss, on its way back
+		require.NoError(t, c.Set(context.Background(), "k", "set", 0))
+		open()
+		r := awaitLoad(t, got)
+		require.NoError(t, r.err)
+		synctest.Wait()
+
+		requireLoadHolds(t, l1, "k", "set", time.Time{}, time.Time{}, "the Set stays in L1")
+		requireLoadHolds(t, l2.fakeBackend, "k", "set", time.Time{}, time.Time{}, "the Set stays in L2")
+	})
+}
+
+// The same for a batch: a Set that lands after the batch's L2 read missed
+// its key is not overwritten by the batch's load.
+func TestGetOrLoadManyDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1 := newFakeBackend()
+		hold, open := loadGate(t)
+		l2 := &readThenHold{fakeBackend: newFakeBackend(), entered: make(chan struct{}, 1), hold: hold}
+		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, c.Close(context.Background())) }()
+
+		type result struct {
+			vals map[string]string
+			err  error
+		}
+		got := make(chan result, 1)
+		go func() {
+			vals, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(_ context.Context, keys []string) (map[string]string, error) {
+				return map[string]string{"k": "origin"}, nil
+			})
+			got <- result{vals, err}
+		}()
+		<-l2.entered
+		require.NoError(t, c.Set(context.Background(), "k", "set", 0))
+		open()
+		r := <-got
+		require.NoError(t, r.err)
+		synctest.Wait()
+
+		requireLoadHolds(t, l1, "k", "set", time.Time{}, time.Time{}, "the Set stays in L1")
+		requireLoadHolds(t, l2.fakeBackend, "k", "set", time.Time{}, time.Time{}, "the Set stays in L2")
+	})
+}

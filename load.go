@@ -166,6 +166,13 @@ type flight[T any] struct {
 	ctx     context.Context // the first caller's values; ends when cancel is called
 	cancel  context.CancelFunc
 	refresh bool // a background refresh: readers do not wait for it
+	// since, when hasSince, is the key's ticket taken before the reads that
+	// found the key missing (the flight's L2 read, or a batch's reads of
+	// both layers): the load's writes are checked against it, so that a
+	// Set landing after those reads is not overwritten by a value loaded
+	// on their word. Written before the flight's load starts.
+	since    keyguard.Ticket
+	hasSince bool
 	// load, set by a Sequential GetOrLoad that started the flight after
 	// missing L1, is the loader the flight's goroutine goes on with when L2
 	// misses or fails, rather than waking the callers for one of them to
@@ -440,6 +447,7 @@ func (lc *loadCall[T]) finish() {
 func (c *Cache[T]) runL2(f *flight[T]) {
 	defer c.bg.Done()
 	gen := c.guard.Ticket(f.key)
+	f.since, f.hasSince = gen, true
 	var v *CacheValue[T]
 	rep := goexitReport
 	returned := false // readLayer returned: the reader did not call runtime.Goexit
@@ -505,7 +513,10 @@ func (c *Cache[T]) runLoad(f *flight[T], load func(context.Context) (T, error), 
 		defer c.flights.mu.Unlock()
 		c.resolveLocked(f, v, err)
 	}()
-	gen := c.guard.Ticket(f.key)
+	gen := f.since // see flight.since
+	if !f.hasSince {
+		gen = c.guard.Ticket(f.key)
+	}
 	c.stats.loads.Add(1)
 	start := time.Now()
 	if c.obs != nil {
@@ -564,25 +575,27 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	if err != nil {
 		c.writeFailed(ctx, L1, err)
 	}
-	after := c.guard.Ticket(f.key)
+	// The L2 write is checked against the load's own ticket: a Store does
+	// not void it, and a Set of the key since the load began does, even one
+	// that ended before this line.
 	c.flights.mu.Lock()
 	f.pendingL2 = true
 	c.flights.mu.Unlock()
 	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
 		defer c.landed(f)
-		c.copyOneToL2(ctx, f, v, after)
+		c.copyOneToL2(ctx, f, v, gen)
 	}) {
 		c.landed(f)
 	}
 }
 
 // copyOneToL2 is copyToL2 for the value v of one flight f: it writes v
-// into L2 unless f's key was written or invalidated since after was taken,
-// or f is abandoned, and announces the key.
-func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T], after keyguard.Ticket) {
+// into L2 unless f's key was written or invalidated since gen was taken, or
+// f is abandoned, and announces the key.
+func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T], gen keyguard.Ticket) {
 	var err error
 	wrote := false
-	c.guard.WriteIf(f.key, after, keyguard.Store, func() {
+	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
 		if wrote = !f.abandoned.Load(); wrote {
 			err = c.setL2(ctx, f.key, v)
 		}

@@ -104,3 +104,23 @@ func BenchmarkCacheGetOrLoadMiss(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkCacheGetOrLoadL2Hit measures the cache's own cost of a
+// GetOrLoad that misses L1 and hits L2: the flight, the L2 read and the
+// refill of L1 through the Offload, with layers that answer at once.
+func BenchmarkCacheGetOrLoadL2Hit(b *testing.B) {
+	ctx := context.Background()
+	l2 := readOnlyBackend{"key": {Data: "value", Expire: time.Now().Add(time.Hour)}}
+	c, err := tiercache.New[string](missBackend{}, l2, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(ctx) })
+	load := func(context.Context) (string, error) { return "loaded", nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if v, err := c.GetOrLoad(ctx, "key", load); err != nil || v != "value" {
+			b.Fatal(v, err)
+		}
+	}
+}

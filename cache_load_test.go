@@ -55,6 +55,12 @@ func eachLoadPolicySkipping(t *testing.T, skips map[string]string, f func(t *tes
 // held ends (at once, in a bubble) instead of hanging.
 func newLoadTestCache(t *testing.T, l1, l2 *fakeBackend, opts *tiercache.Options[string]) *tiercache.Cache[string] {
 	t.Helper()
+	return newLoadTestCacheOver(t, l1, l2, opts)
+}
+
+// newLoadTestCacheOver is newLoadTestCache over any backends.
+func newLoadTestCacheOver(t *testing.T, l1, l2 tiercache.Backend[string], opts *tiercache.Options[string]) *tiercache.Cache[string] {
+	t.Helper()
 	c, err := tiercache.New[string](l1, l2, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -1408,17 +1414,22 @@ func (b *readThenHold) Get(ctx context.Context, key string) (*tiercache.CacheVal
 	return v, err
 }
 
+// newOvertakenCache returns a cache with a fake L1 and a readThenHold L2
+// whose Gets wait for open, closed when t ends.
+func newOvertakenCache(t *testing.T, lp loadPolicy) (*tiercache.Cache[string], *fakeBackend, *readThenHold, func()) {
+	t.Helper()
+	l1 := newFakeBackend()
+	hold, open := loadGate(t)
+	l2 := &readThenHold{fakeBackend: newFakeBackend(), entered: make(chan struct{}, 1), hold: hold}
+	return newLoadTestCacheOver(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy}), l1, l2, open
+}
+
 // A Set that lands after a load's L2 read missed, and before the load
 // began, is newer than what the load was started on: the loaded value
 // overwrites it in neither layer.
 func TestGetOrLoadDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T) {
 	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
-		l1 := newFakeBackend()
-		hold, open := loadGate(t)
-		l2 := &readThenHold{fakeBackend: newFakeBackend(), entered: make(chan struct{}, 1), hold: hold}
-		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy})
-		require.NoError(t, err)
-		defer func() { require.NoError(t, c.Close(context.Background())) }()
+		c, l1, l2, open := newOvertakenCache(t, lp)
 		loader := countLoads(func(context.Context, int) (string, error) { return "origin", nil })
 
 		got := goGetOrLoad(t, context.Background(), c, "k", loader.load)
@@ -1438,12 +1449,7 @@ func TestGetOrLoadDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T) {
 // its key is not overwritten by the batch's load.
 func TestGetOrLoadManyDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T) {
 	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
-		l1 := newFakeBackend()
-		hold, open := loadGate(t)
-		l2 := &readThenHold{fakeBackend: newFakeBackend(), entered: make(chan struct{}, 1), hold: hold}
-		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy})
-		require.NoError(t, err)
-		defer func() { require.NoError(t, c.Close(context.Background())) }()
+		c, l1, l2, open := newOvertakenCache(t, lp)
 
 		type result struct {
 			vals map[string]string

@@ -16,6 +16,10 @@
 // expired ctx is honoured; keys with spaces, unicode and 1 KiB of length;
 // and values of 0 bytes and 1 MiB.
 //
+// Memory is an in-memory Backend that passes the suite, for the tests of
+// code built on a Cache: values can be put in it and looked at, and its
+// operations made to fail.
+//
 // The suite uses only the standard library, so running it adds nothing to
 // a module's dependencies. Some checks wait in real time for a value to
 // expire (under a second each).

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/backendtest"
 	"github.com/tiercache/tiercache/tiercacheotel"
 )
 
@@ -25,7 +26,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	cache, err := tiercache.New[string](newMapBackend(), newMapBackend(), &tiercache.Options[string]{
+	cache, err := tiercache.New[string](backendtest.NewMemory[string](), backendtest.NewMemory[string](), &tiercache.Options[string]{
 		Name:     "users",
 		Observer: obs,
 	})

@@ -12,10 +12,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/backendtest"
 	"github.com/tiercache/tiercache/tiercacheotel"
 )
 
-// harness is a Cache named "users" over two mapBackends, observed by an
+// harness is a Cache named "users" over two in-memory backends, observed by an
 // Observer recording on an SDK MeterProvider with a ManualReader and, with
 // tracing, on an SDK TracerProvider with a SpanRecorder. Background work
 // runs synchronously unless the options say otherwise.
@@ -24,7 +25,7 @@ type harness struct {
 	spans  *tracetest.SpanRecorder
 	tp     *sdktrace.TracerProvider
 	obs    *tiercacheotel.Observer
-	l1, l2 *mapBackend
+	l1, l2 *backendtest.Memory[string]
 	cache  *tiercache.Cache[string]
 }
 
@@ -39,8 +40,8 @@ func newHarness(t *testing.T, tracing bool, configure func(o *tiercache.Options[
 	h := &harness{
 		reader: sdkmetric.NewManualReader(),
 		spans:  tracetest.NewSpanRecorder(),
-		l1:     newMapBackend(),
-		l2:     newMapBackend(),
+		l1:     backendtest.NewMemory[string](),
+		l2:     backendtest.NewMemory[string](),
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
 	h.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/backendtest"
 	tco "github.com/tiercache/tiercache/tiercacheotel"
 )
 
@@ -30,8 +31,8 @@ func attrs(kvs ...attribute.KeyValue) string { return key(attribute.NewSet(kvs..
 func TestGetMetrics(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
-	h.l1.put("a", "in L1")
-	h.l2.put("c", "in L2")
+	h.l1.Put("a", tiercache.CacheValue[string]{Data: "in L1"})
+	h.l2.Put("c", tiercache.CacheValue[string]{Data: "in L2"})
 	for _, k := range []string{"a", "b", "c"} { // L1 hit; miss in both; L2 hit, refilled
 		if _, _, err := h.cache.Get(ctx, k); err != nil {
 			t.Fatalf("Get(%q): %v", k, err)
@@ -115,7 +116,7 @@ func TestWriteMetrics(t *testing.T) {
 	if err := h.cache.Delete(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
-	h.l2.configure(func(b *mapBackend) { b.setErr = errDB })
+	h.l2.FailSet(errDB)
 	if err := h.cache.Set(ctx, "k", "v", 0); !errors.Is(err, errDB) {
 		t.Fatalf("Set with L2 failing: %v, want %v", err, errDB)
 	}
@@ -141,7 +142,7 @@ func TestBackgroundFailureMetrics(t *testing.T) {
 		{
 			name: "L2 write of a loaded value",
 			run: func(h *harness) {
-				h.l2.configure(func(b *mapBackend) { b.setErr = errDB })
+				h.l2.FailSet(errDB)
 				_, _ = h.cache.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "v", nil })
 			},
 			metric: tco.MetricWriteFailures, unit: "{write}",
@@ -150,8 +151,8 @@ func TestBackgroundFailureMetrics(t *testing.T) {
 		{
 			name: "refill",
 			run: func(h *harness) {
-				h.l2.put("k", "v")
-				h.l1.configure(func(b *mapBackend) { b.setErr = errDB })
+				h.l2.Put("k", tiercache.CacheValue[string]{Data: "v"})
+				h.l1.FailSet(errDB)
 				_, _, _ = h.cache.Get(ctx, "k")
 			},
 			metric: tco.MetricWriteFailures, unit: "{write}",
@@ -163,7 +164,7 @@ func TestBackgroundFailureMetrics(t *testing.T) {
 				o.Offload = tiercache.OffloadFunc(func(string, func(context.Context)) bool { return false })
 			},
 			run: func(h *harness) {
-				h.l2.put("k", "v")
+				h.l2.Put("k", tiercache.CacheValue[string]{Data: "v"})
 				_, _, _ = h.cache.Get(ctx, "k")
 			},
 			metric: tco.MetricOffloadRejectedTasks, unit: "{task}",
@@ -175,7 +176,7 @@ func TestBackgroundFailureMetrics(t *testing.T) {
 				o.Breaker = tiercache.BreakerOptions{Failures: 1, CoolDown: time.Hour}
 			},
 			run: func(h *harness) {
-				h.l2.configure(func(b *mapBackend) { b.getErr = errDB })
+				h.l2.FailGet(errDB)
 				_, _, _ = h.cache.Get(ctx, "k") // opens it
 				_, _, _ = h.cache.Get(ctx, "k") // goes around L2
 			},
@@ -198,7 +199,7 @@ func TestBreakerReadMetrics(t *testing.T) {
 	h := newHarness(t, false, func(o *tiercache.Options[string]) {
 		o.Breaker = tiercache.BreakerOptions{Failures: 1, CoolDown: time.Hour}
 	})
-	h.l2.configure(func(b *mapBackend) { b.getErr = errDB })
+	h.l2.FailGet(errDB)
 	ctx := context.Background()
 	for range 3 {
 		if _, _, err := h.cache.Get(ctx, "k"); err != nil {
@@ -248,7 +249,7 @@ func TestSeveralCaches(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
 	for _, name := range []string{"orders", ""} {
-		c, err := tiercache.New[string](newMapBackend(), newMapBackend(), &tiercache.Options[string]{Name: name, Observer: h.obs})
+		c, err := tiercache.New[string](backendtest.NewMemory[string](), backendtest.NewMemory[string](), &tiercache.Options[string]{Name: name, Observer: h.obs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,7 +302,7 @@ func TestNewDefaults(t *testing.T) {
 	if got := obs.StartOp(ctx, tiercache.OpGet, ""); got != ctx {
 		t.Error("StartOp without tracing returned another ctx")
 	}
-	c, err := tiercache.New[string](newMapBackend(), newMapBackend(), &tiercache.Options[string]{Observer: obs})
+	c, err := tiercache.New[string](backendtest.NewMemory[string](), backendtest.NewMemory[string](), &tiercache.Options[string]{Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/backendtest"
 	tco "github.com/tiercache/tiercache/tiercacheotel"
 )
 
@@ -75,8 +76,8 @@ func (h *harness) parent(ctx context.Context) (context.Context, trace.Span) {
 
 func TestSpanOfAGet(t *testing.T) {
 	h := newHarness(t, true, nil)
-	h.l1.put("a", "in L1")
-	h.l2.put("c", "in L2")
+	h.l1.Put("a", tiercache.CacheValue[string]{Data: "in L1"})
+	h.l2.Put("c", tiercache.CacheValue[string]{Data: "in L2"})
 	ctx, req := h.parent(context.Background())
 	for _, k := range []string{"a", "c"} {
 		if _, _, err := h.cache.Get(ctx, k); err != nil {
@@ -180,7 +181,7 @@ func TestSpanOfANotFound(t *testing.T) {
 func TestSpanOfABackgroundRefill(t *testing.T) {
 	off := &deferredOffload{}
 	h := newHarness(t, true, func(o *tiercache.Options[string]) { o.Offload = off })
-	h.l2.put("c", "in L2")
+	h.l2.Put("c", tiercache.CacheValue[string]{Data: "in L2"})
 	if _, _, err := h.cache.Get(context.Background(), "c"); err != nil {
 		t.Fatal(err)
 	}
@@ -267,12 +268,12 @@ func TestUnsampledOperation(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := &deferredOffload{}
-	c, err := tiercache.New[string](newMapBackend(), h.l2, &tiercache.Options[string]{Observer: obs, Offload: off})
+	c, err := tiercache.New[string](backendtest.NewMemory[string](), h.l2, &tiercache.Options[string]{Observer: obs, Offload: off})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	h.l2.put("k", "v")
+	h.l2.Put("k", tiercache.CacheValue[string]{Data: "v"})
 	_, _, _ = c.Get(context.Background(), "k")
 	off.run()
 	if spans := h.spans.Ended(); len(spans) != 0 {

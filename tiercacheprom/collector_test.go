@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/backendtest"
 	"github.com/tiercache/tiercache/tiercacheprom"
 )
 
@@ -24,11 +25,11 @@ var syncOffload = tiercache.OffloadFunc(func(_ string, task func(context.Context
 	return true
 })
 
-// newCache returns a cache named "users" over two mapBackends, its
+// newCache returns a cache named "users" over two in-memory backends, its
 // background work synchronous, configured further by configure.
-func newCache(t testing.TB, configure func(o *tiercache.Options[string])) (c *tiercache.Cache[string], l1, l2 *mapBackend) {
+func newCache(t testing.TB, configure func(o *tiercache.Options[string])) (c *tiercache.Cache[string], l1, l2 *backendtest.Memory[string]) {
 	t.Helper()
-	l1, l2 = newMapBackend(), newMapBackend()
+	l1, l2 = backendtest.NewMemory[string](), backendtest.NewMemory[string]()
 	opts := &tiercache.Options[string]{Name: "users", Offload: syncOffload}
 	if configure != nil {
 		configure(opts)
@@ -64,8 +65,8 @@ func TestCollectorMapsEveryField(t *testing.T) {
 func TestCollectorOverACache(t *testing.T) {
 	c, l1, l2 := newCache(t, nil)
 	ctx := context.Background()
-	l1.put("a", "in L1")
-	l2.put("c", "in L2")
+	l1.Put("a", tiercache.CacheValue[string]{Data: "in L1"})
+	l2.Put("c", tiercache.CacheValue[string]{Data: "in L2"})
 	for _, k := range []string{"a", "b", "c"} { // L1 hit; miss in both; L2 hit, refilled
 		if _, _, err := c.Get(ctx, k); err != nil {
 			t.Fatal(err)
@@ -117,7 +118,7 @@ func TestCollectorOfABreaker(t *testing.T) {
 	c, _, l2 := newCache(t, func(o *tiercache.Options[string]) {
 		o.Breaker = tiercache.BreakerOptions{Failures: 2, CoolDown: time.Hour}
 	})
-	l2.configure(func(b *mapBackend) { b.getErr = errDB })
+	l2.FailGet(errDB)
 	ctx := context.Background()
 	for range 5 { // two failures open it; three reads go around L2
 		if _, _, err := c.Get(ctx, "k"); err != nil {

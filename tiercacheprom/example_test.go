@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/backendtest"
 	"github.com/tiercache/tiercache/tiercacheprom"
 )
 
@@ -23,7 +24,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	cache, err := tiercache.New[string](newMapBackend(), newMapBackend(), &tiercache.Options[string]{
+	cache, err := tiercache.New[string](backendtest.NewMemory[string](), backendtest.NewMemory[string](), &tiercache.Options[string]{
 		Name:     "users",
 		Observer: obs,
 	})

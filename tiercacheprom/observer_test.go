@@ -147,8 +147,8 @@ func TestObserverOverACache(t *testing.T) {
 	reg.MustRegister(obs)
 	c, l1, l2 := newCache(t, func(o *tiercache.Options[string]) { o.Observer = obs })
 	ctx := context.Background()
-	l1.put("a", "in L1")
-	l2.put("c", "in L2")
+	l1.Put("a", tiercache.CacheValue[string]{Data: "in L1"})
+	l2.Put("c", tiercache.CacheValue[string]{Data: "in L2"})
 	for _, k := range []string{"a", "b", "c"} { // L1 hit; miss in both; L2 hit
 		if _, _, err := c.Get(ctx, k); err != nil {
 			t.Fatal(err)

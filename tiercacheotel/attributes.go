@@ -45,19 +45,18 @@ const (
 	DurationKey = attribute.Key("tiercache.duration")
 )
 
-// status is an outcome, the value of StatusKey.
-type status uint8
+// status is an outcome, whose name (Outcome.String) is the value of
+// StatusKey.
+type status = tiercache.Outcome
 
 const (
-	statusHit status = iota
-	statusMiss
-	statusFailed
-	statusOK
-	statusNotFound
-	numStatuses
+	statusHit      = tiercache.OutcomeHit
+	statusMiss     = tiercache.OutcomeMiss
+	statusFailed   = tiercache.OutcomeFailed
+	statusOK       = tiercache.OutcomeOK
+	statusNotFound = tiercache.OutcomeNotFound
+	numStatuses    = tiercache.OutcomeUnknown // the outcomes recorded: every one before it
 )
-
-var statusNames = [numStatuses]string{"hit", "miss", "failed", "ok", "not_found"}
 
 // layerNames are the values of LayerKey, indexed by tiercache.Layer; "" for
 // NoLayer, whose attribute is left out.
@@ -133,26 +132,26 @@ func newCacheSets(name string) *cacheSets {
 		layer := LayerKey.String(layerNames[l])
 		s.layer[l] = newOpts(s.base(layer)...)
 		for _, st := range []status{statusHit, statusMiss, statusFailed} {
-			s.read[l][st] = newOpts(s.base(layer, StatusKey.String(statusNames[st]))...)
+			s.read[l][st] = newOpts(s.base(layer, StatusKey.String(st.String()))...)
 		}
 	}
 	for op := range tiercache.Op(numOps) {
 		opAttr := OperationKey.String(op.String())
 		for st := range numStatuses {
-			s.op[op][st][tiercache.NoLayer] = newOpts(s.base(opAttr, StatusKey.String(statusNames[st]))...)
+			s.op[op][st][tiercache.NoLayer] = newOpts(s.base(opAttr, StatusKey.String(st.String()))...)
 		}
 		for l := tiercache.L1; int(l) < numLayers; l++ {
-			s.op[op][statusHit][l] = newOpts(s.base(opAttr, StatusKey.String(statusNames[statusHit]), LayerKey.String(layerNames[l]))...)
+			s.op[op][statusHit][l] = newOpts(s.base(opAttr, StatusKey.String(statusHit.String()), LayerKey.String(layerNames[l]))...)
 		}
 	}
 	for _, st := range []status{statusOK, statusNotFound, statusFailed} {
-		s.load[st] = newOpts(s.base(StatusKey.String(statusNames[st]))...)
+		s.load[st] = newOpts(s.base(StatusKey.String(st.String()))...)
 	}
 	for i, kind := range offloadKinds {
 		s.offload[i] = newOpts(s.base(OffloadKindKey.String(kind))...)
 	}
 	for _, st := range []status{statusOK, statusFailed} {
-		s.invSent[st] = newOpts(s.base(InvalidationDirectionKey.String("sent"), StatusKey.String(statusNames[st]))...)
+		s.invSent[st] = newOpts(s.base(InvalidationDirectionKey.String("sent"), StatusKey.String(st.String()))...)
 	}
 	s.invRecv = newOpts(s.base(InvalidationDirectionKey.String("received"))...)
 	for from := range numBreakerStates {
@@ -168,7 +167,7 @@ func (s *cacheSets) readOpts(l tiercache.Layer, st status) opts {
 	if l != tiercache.NoLayer && int(l) < numLayers && st < numStatuses {
 		return s.read[l][st]
 	}
-	return newOpts(s.base(LayerKey.String(layerName(l)), StatusKey.String(statusName(st)))...)
+	return newOpts(s.base(LayerKey.String(layerName(l)), StatusKey.String(st.String()))...)
 }
 
 // layerOpts returns the set of layer l alone.
@@ -187,7 +186,7 @@ func (s *cacheSets) opOpts(op tiercache.Op, st status, l tiercache.Layer) opts {
 	if int(op) < numOps && st < numStatuses && int(l) < numLayers {
 		return s.op[op][st][l]
 	}
-	kvs := s.base(OperationKey.String(op.String()), StatusKey.String(statusName(st)))
+	kvs := s.base(OperationKey.String(op.String()), StatusKey.String(st.String()))
 	if l != tiercache.NoLayer {
 		kvs = append(kvs, LayerKey.String(layerName(l)))
 	}
@@ -221,7 +220,7 @@ func layerName(l tiercache.Layer) string {
 
 func statusName(st status) string {
 	if st < numStatuses {
-		return statusNames[st]
+		return st.String()
 	}
 	return "unknown"
 }

@@ -116,15 +116,15 @@ func (o *Observer) Observe(ctx context.Context, e tiercache.Event) {
 			in.abandonedReads.Add(ctx, 1, s.layerOpts(e.Layer).add...)
 			return
 		}
-		in.readDuration.Record(ctx, e.Duration.Seconds(), s.readOpts(e.Layer, readStatus(e.Status)).rec...)
+		in.readDuration.Record(ctx, e.Duration.Seconds(), s.readOpts(e.Layer, e.Outcome()).rec...)
 	case tiercache.EventOpDone:
-		st := opStatus(e)
+		st := e.Outcome()
 		in.opDuration.Record(ctx, e.Duration.Seconds(), s.opOpts(e.Op, st, e.Layer).rec...)
 		if o.tracer != nil {
 			endSpan(ctx, e, st, s)
 		}
 	case tiercache.EventLoad:
-		st := loadStatus(e.Err)
+		st := e.Outcome()
 		set := s.load[st]
 		in.loadDuration.Record(ctx, e.Duration.Seconds(), set.rec...)
 		in.loadKeys.Add(ctx, int64(e.Keys), set.add...)
@@ -149,11 +149,7 @@ func (o *Observer) Observe(ctx context.Context, e tiercache.Event) {
 	case tiercache.EventOffloadRejected:
 		in.offloadRejected.Add(ctx, 1, s.offloadOpts(e.OffloadKind).add...)
 	case tiercache.EventInvalidationSent:
-		st := statusOK
-		if e.Err != nil {
-			st = statusFailed
-		}
-		in.invalidationKeys.Add(ctx, int64(e.Keys), s.invSent[st].add...)
+		in.invalidationKeys.Add(ctx, int64(e.Keys), s.invSent[e.Outcome()].add...)
 	case tiercache.EventInvalidationReceived:
 		in.invalidationKeys.Add(ctx, int64(e.Keys), s.invRecv.add...)
 	case tiercache.EventSubscriptionLost:
@@ -161,43 +157,4 @@ func (o *Observer) Observe(ctx context.Context, e tiercache.Event) {
 	case tiercache.EventBreakerChanged:
 		in.breakerTransitions.Add(ctx, 1, s.breakerOpts(e.From, e.To).add...)
 	}
-}
-
-// readStatus is the status of a layer's read.
-func readStatus(s tiercache.ReadStatus) status {
-	switch s {
-	case tiercache.StatusHit:
-		return statusHit
-	case tiercache.StatusMiss:
-		return statusMiss
-	case tiercache.StatusFailed:
-		return statusFailed
-	}
-	return numStatuses // unknown
-}
-
-// opStatus is the status of an operation: a remembered or loaded absence
-// (ErrNotFound) is a miss, not a failure, and a write that did not fail is
-// ok.
-func opStatus(e tiercache.Event) status {
-	switch {
-	case e.Err != nil && !errors.Is(e.Err, tiercache.ErrNotFound):
-		return statusFailed
-	case e.Op == tiercache.OpSet || e.Op == tiercache.OpDelete:
-		return statusOK
-	case e.Err == nil && e.Status == tiercache.StatusHit:
-		return statusHit
-	}
-	return statusMiss
-}
-
-// loadStatus is the status of a load that returned err.
-func loadStatus(err error) status {
-	switch {
-	case err == nil:
-		return statusOK
-	case errors.Is(err, tiercache.ErrNotFound):
-		return statusNotFound
-	}
-	return statusFailed
 }

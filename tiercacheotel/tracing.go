@@ -57,7 +57,7 @@ func endSpan(ctx context.Context, e tiercache.Event, st status, s *cacheSets) {
 	if span.IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, 4)
 		attrs = append(attrs, s.spanAttrs...)
-		attrs = append(attrs, StatusKey.String(statusName(st)))
+		attrs = append(attrs, StatusKey.String(st.String()))
 		if st == statusHit && e.Layer != tiercache.NoLayer {
 			attrs = append(attrs, LayerKey.String(layerName(e.Layer)))
 		}
@@ -76,7 +76,7 @@ func endSpan(ctx context.Context, e tiercache.Event, st status, s *cacheSets) {
 // loadEvent records a load on the span in ctx.
 func (o *Observer) loadEvent(ctx context.Context, e tiercache.Event, st status, s *cacheSets) {
 	attrs := []attribute.KeyValue{
-		StatusKey.String(statusName(st)),
+		StatusKey.String(st.String()),
 		DurationKey.Float64(e.Duration.Seconds()),
 		KeysKey.Int(e.Keys),
 		WaitersKey.Int(e.Waiters),

@@ -2,7 +2,6 @@ package tiercacheprom
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -112,16 +111,16 @@ func NewObserver(opts *ObserverOptions) (*Observer, error) {
 func (o *Observer) Observe(_ context.Context, e tiercache.Event) {
 	switch e.Kind {
 	case tiercache.EventRead:
-		st := readStatus(e.Status)
+		st := e.Outcome()
 		if st == statusUnknown {
 			return // abandoned: no duration
 		}
 		o.series(e.Cache).read(o, e.Layer, st).Observe(e.Duration.Seconds())
 	case tiercache.EventOpDone:
-		st := opStatus(e)
+		st := e.Outcome()
 		o.series(e.Cache).op(o, e.Op, st, e.Layer).Observe(e.Duration.Seconds())
 	case tiercache.EventLoad:
-		o.series(e.Cache).load(o, loadStatus(e.Err)).Observe(e.Duration.Seconds())
+		o.series(e.Cache).load(o, e.Outcome()).Observe(e.Duration.Seconds())
 	}
 }
 
@@ -167,18 +166,10 @@ func (o *Observer) series(name string) *cacheSeries {
 }
 
 // status is an outcome, the value of the status label.
-type status uint8
+type status = tiercache.Outcome
 
-const (
-	statusHit status = iota
-	statusMiss
-	statusFailed
-	statusOK
-	statusNotFound
-	statusUnknown
-)
-
-var statusNames = [statusUnknown]string{"hit", "miss", "failed", "ok", "not_found"}
+// statusUnknown bounds the outcomes recorded: every one before it.
+const statusUnknown = tiercache.OutcomeUnknown
 
 // layerNames are the values of the layer label, indexed by tiercache.Layer.
 var layerNames = [...]string{tiercache.NoLayer: "", tiercache.L1: "l1", tiercache.L2: "l2"}
@@ -187,46 +178,6 @@ const (
 	numLayers = len(layerNames)
 	numOps    = int(tiercache.OpGetOrLoadMany) + 1
 )
-
-// readStatus is the status of a layer's read; statusUnknown for one that
-// was abandoned.
-func readStatus(s tiercache.ReadStatus) status {
-	switch s {
-	case tiercache.StatusHit:
-		return statusHit
-	case tiercache.StatusMiss:
-		return statusMiss
-	case tiercache.StatusFailed:
-		return statusFailed
-	}
-	return statusUnknown
-}
-
-// opStatus is the status of an operation: a remembered or loaded absence
-// (ErrNotFound) is a miss, not a failure, and a write that did not fail is
-// ok.
-func opStatus(e tiercache.Event) status {
-	switch {
-	case e.Err != nil && !errors.Is(e.Err, tiercache.ErrNotFound):
-		return statusFailed
-	case e.Op == tiercache.OpSet || e.Op == tiercache.OpDelete:
-		return statusOK
-	case e.Err == nil && e.Status == tiercache.StatusHit:
-		return statusHit
-	}
-	return statusMiss
-}
-
-// loadStatus is the status of a load that returned err.
-func loadStatus(err error) status {
-	switch {
-	case err == nil:
-		return statusOK
-	case errors.Is(err, tiercache.ErrNotFound):
-		return statusNotFound
-	}
-	return statusFailed
-}
 
 // cacheSeries are the histogram series of one cache, each resolved from
 // its vector on first use.
@@ -250,21 +201,21 @@ func (l *lazySeries) get(vec *prometheus.HistogramVec, labels ...string) prometh
 
 func (s *cacheSeries) read(o *Observer, l tiercache.Layer, st status) prometheus.Observer {
 	if l == tiercache.NoLayer || int(l) >= numLayers {
-		return o.reads.WithLabelValues(s.name, l.String(), statusNames[st])
+		return o.reads.WithLabelValues(s.name, l.String(), st.String())
 	}
-	return s.reads[l][st].get(o.reads, s.name, layerNames[l], statusNames[st])
+	return s.reads[l][st].get(o.reads, s.name, layerNames[l], st.String())
 }
 
 func (s *cacheSeries) op(o *Observer, op tiercache.Op, st status, l tiercache.Layer) prometheus.Observer {
-	if st != statusHit || int(l) >= numLayers {
+	if st != tiercache.OutcomeHit || int(l) >= numLayers {
 		l = tiercache.NoLayer
 	}
 	if int(op) >= numOps {
-		return o.ops.WithLabelValues(s.name, op.String(), statusNames[st], layerNames[l])
+		return o.ops.WithLabelValues(s.name, op.String(), st.String(), layerNames[l])
 	}
-	return s.ops[op][st][l].get(o.ops, s.name, op.String(), statusNames[st], layerNames[l])
+	return s.ops[op][st][l].get(o.ops, s.name, op.String(), st.String(), layerNames[l])
 }
 
 func (s *cacheSeries) load(o *Observer, st status) prometheus.Observer {
-	return s.loads[st].get(o.loads, s.name, statusNames[st])
+	return s.loads[st].get(o.loads, s.name, st.String())
 }

@@ -750,34 +750,39 @@ func TestSetNegativeTTL(t *testing.T) {
 	require.Equal(t, backendCalls{}, l2.calls())
 }
 
+// keyCall is one of the Cache's single-key calls. Its GetOrLoad's loader
+// panics: the tests that use it expect no load.
+type keyCall struct {
+	name string
+	call func(ctx context.Context, c *tiercache.Cache[string], key string) error
+}
+
+var keyCalls = []keyCall{
+	{name: "Get", call: func(ctx context.Context, c *tiercache.Cache[string], key string) error {
+		_, _, err := c.Get(ctx, key)
+		return err
+	}},
+	{name: "Set", call: func(ctx context.Context, c *tiercache.Cache[string], key string) error {
+		return c.Set(ctx, key, "v", 0)
+	}},
+	{name: "Delete", call: func(ctx context.Context, c *tiercache.Cache[string], key string) error {
+		return c.Delete(ctx, key)
+	}},
+	{name: "GetOrLoad", call: func(ctx context.Context, c *tiercache.Cache[string], key string) error {
+		_, err := c.GetOrLoad(ctx, key, func(context.Context) (string, error) {
+			panic("the loader was called")
+		})
+		return err
+	}},
+}
+
 func TestEmptyKey(t *testing.T) {
-	tests := []struct {
-		name string
-		call func(ctx context.Context, c *tiercache.Cache[string]) error
-	}{
-		{name: "Get", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			_, _, err := c.Get(ctx, "")
-			return err
-		}},
-		{name: "Set", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			return c.Set(ctx, "", "v", 0)
-		}},
-		{name: "Delete", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			return c.Delete(ctx, "")
-		}},
-		{name: "GetOrLoad", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			_, err := c.GetOrLoad(ctx, "", func(context.Context) (string, error) {
-				panic("the loader of the empty key was called")
-			})
-			return err
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range keyCalls {
 		t.Run(tt.name, func(t *testing.T) {
 			l1, l2 := newFakeBackend(), newFakeBackend()
 			c := openCache(t, l1, l2, nil)
 
-			err := tt.call(t.Context(), c)
+			err := tt.call(t.Context(), c, "")
 			require.ErrorContains(t, err, "tiercache:")
 			require.ErrorContains(t, err, "empty key")
 			require.Equal(t, backendCalls{}, l1.calls())
@@ -1143,28 +1148,7 @@ func TestCloseDeadline(t *testing.T) {
 }
 
 func TestCallsAfterClose(t *testing.T) {
-	tests := []struct {
-		name string
-		call func(ctx context.Context, c *tiercache.Cache[string]) error
-	}{
-		{name: "Get", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			_, _, err := c.Get(ctx, "k")
-			return err
-		}},
-		{name: "Set", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			return c.Set(ctx, "k", "v", 0)
-		}},
-		{name: "Delete", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			return c.Delete(ctx, "k")
-		}},
-		{name: "GetOrLoad", call: func(ctx context.Context, c *tiercache.Cache[string]) error {
-			_, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) {
-				panic("a closed cache called its loader")
-			})
-			return err
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range keyCalls {
 		t.Run(tt.name, func(t *testing.T) {
 			l1, l2 := newFakeBackend(), newFakeBackend()
 			l1.put("k", tiercache.CacheValue[string]{Data: "v"})
@@ -1173,7 +1157,7 @@ func TestCallsAfterClose(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, c.Close(t.Context()))
 
-			require.ErrorIs(t, tt.call(t.Context(), c), tiercache.ErrClosed)
+			require.ErrorIs(t, tt.call(t.Context(), c, "k"), tiercache.ErrClosed)
 			require.Equal(t, backendCalls{}, l1.calls())
 			require.Equal(t, backendCalls{}, l2.calls())
 		})

@@ -390,49 +390,24 @@ func goGetOrLoadMany(t *testing.T, ctx context.Context, c *tiercache.Cache[strin
 }
 
 func goMany(t *testing.T, ctx context.Context, call func(ctx context.Context) (map[string]string, error)) <-chan manyResult {
-	ctx, cancel := context.WithCancel(ctx)
-	ch := make(chan manyResult, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return goCall(t, ctx, "the batch call", func(ctx context.Context) manyResult {
 		vals, err := call(ctx)
-		ch <- manyResult{vals: vals, err: err, at: time.Now()}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(time.Hour):
-			t.Error("the batch call did not return when its ctx was cancelled")
-		}
+		return manyResult{vals: vals, err: err, at: time.Now()}
 	})
-	return ch
 }
 
 // awaitMany returns the result of a batch call, failing the test if it has
 // not returned within an hour of the bubble's time.
 func awaitMany(t *testing.T, ch <-chan manyResult) manyResult {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(time.Hour):
-		require.FailNow(t, "the batch call did not return")
-		return manyResult{}
-	}
+	return await(t, ch, "the batch call")
 }
 
 // manyResultNow returns the result of a batch call that must have returned
 // already.
 func manyResultNow(t *testing.T, ch <-chan manyResult) manyResult {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	default:
-		require.FailNow(t, "the batch call has not returned")
-		return manyResult{}
-	}
+	return resultNow(t, ch, "the batch call")
 }
 
 // requireNotReturned fails if a batch call has returned.

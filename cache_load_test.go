@@ -129,23 +129,10 @@ type loadResult struct {
 // cancelled and waited for (up to an hour of the bubble's time), so that
 // the failure is reported instead of a deadlock of the bubble.
 func goGetOrLoad(t *testing.T, ctx context.Context, c *tiercache.Cache[string], key string, load func(context.Context) (string, error)) <-chan loadResult {
-	ctx, cancel := context.WithCancel(ctx)
-	ch := make(chan loadResult, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return goCall(t, ctx, "GetOrLoad", func(ctx context.Context) loadResult {
 		v, err := c.GetOrLoad(ctx, key, load)
-		ch <- loadResult{v: v, err: err, at: time.Now()}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(time.Hour):
-			t.Error("GetOrLoad did not return when its ctx was cancelled")
-		}
+		return loadResult{v: v, err: err, at: time.Now()}
 	})
-	return ch
 }
 
 // awaitLoad returns the result of a GetOrLoad, failing the test if it has
@@ -153,25 +140,64 @@ func goGetOrLoad(t *testing.T, ctx context.Context, c *tiercache.Cache[string], 
 // forever.
 func awaitLoad(t *testing.T, ch <-chan loadResult) loadResult {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(time.Hour):
-		require.FailNow(t, "GetOrLoad did not return")
-		return loadResult{}
-	}
+	return await(t, ch, "GetOrLoad")
 }
 
 // loadResultNow returns the result of a GetOrLoad that must have returned
 // already.
 func loadResultNow(t *testing.T, ch <-chan loadResult) loadResult {
 	t.Helper()
+	return resultNow(t, ch, "GetOrLoad")
+}
+
+// goCall runs call on a new goroutine with a ctx of ctx; the channel
+// receives its result. A call still running when the test ends, because it
+// failed, is cancelled and waited for (up to an hour of the bubble's time),
+// so that the failure is reported instead of a deadlock of the bubble.
+func goCall[R any](t *testing.T, ctx context.Context, what string, call func(ctx context.Context) R) <-chan R {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan R, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ch <- call(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Hour):
+			t.Errorf("%s did not return when its ctx was cancelled", what)
+		}
+	})
+	return ch
+}
+
+// await returns what a call started by goCall returned, failing the test
+// if it has not returned within an hour of the bubble's time.
+func await[R any](t *testing.T, ch <-chan R, what string) R {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(time.Hour):
+		require.FailNow(t, what+" did not return")
+		var zero R
+		return zero
+	}
+}
+
+// resultNow returns what a call started by goCall returned, which it must
+// have already.
+func resultNow[R any](t *testing.T, ch <-chan R, what string) R {
+	t.Helper()
 	select {
 	case r := <-ch:
 		return r
 	default:
-		require.FailNow(t, "GetOrLoad has not returned")
-		return loadResult{}
+		require.FailNow(t, what+" has not returned")
+		var zero R
+		return zero
 	}
 }
 

@@ -218,13 +218,6 @@ func layerName(l tiercache.Layer) string {
 	return l.String()
 }
 
-func statusName(st status) string {
-	if st < numStatuses {
-		return st.String()
-	}
-	return "unknown"
-}
-
 func breakerName(s tiercache.BreakerState) string {
 	if int(s) < numBreakerStates {
 		return breakerNames[s]

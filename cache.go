@@ -364,11 +364,19 @@ func (c *Cache[T]) l1Copy(v CacheValue[T], now time.Time) CacheValue[T] {
 // refill copies v, read from L2, into L1 in the background, unless the key
 // has been written since gen was taken.
 func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen keyguard.Ticket) {
+	if task := c.refillTask(key, v, gen); task != nil {
+		c.goBackground(ctx, OffloadKindRefill, task)
+	}
+}
+
+// refillTask is the background task of a refill of key with v, checked
+// against gen; nil when the cache does not refill.
+func (c *Cache[T]) refillTask(key string, v *CacheValue[T], gen keyguard.Ticket) func(ctx context.Context) {
 	if c.opts.Refill == RefillNever {
-		return
+		return nil
 	}
 	l1v := c.l1Copy(*v, time.Now())
-	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
+	return func(ctx context.Context) {
 		var err error
 		if !c.guard.WriteIf(key, gen, keyguard.Copy, func() { err = c.setL1IfTrusted(ctx, key, l1v) }) {
 			c.stats.refillsSkipped.Add(1)
@@ -380,7 +388,7 @@ func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen
 		}
 		c.stats.refills.Add(1)
 		c.observe(ctx, Event{Kind: EventRefill, Keys: 1})
-	})
+	}
 }
 
 // goBackground hands task to the Offload, counted so that Close waits for
@@ -391,6 +399,21 @@ func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx 
 	return trackedOffload[T]{c}.Go(kind, func(taskCtx context.Context) {
 		task(readctx.Detached(ctx, taskCtx))
 	})
+}
+
+// goBackgroundHere is goBackground for a cache goroutine that has nothing
+// left to do but task (a flight that has answered its callers): when the
+// cache's Offload is an OffloadPool with a free slot, task runs right here
+// in that slot, sparing the hand-off to a worker; otherwise it goes to the
+// Offload as goBackground sends it. The caller's own hold on the cache's
+// background work (a flight's) covers the task while it runs here.
+func (c *Cache[T]) goBackgroundHere(ctx context.Context, kind string, task func(ctx context.Context)) bool {
+	if p, ok := c.off.(*OffloadPool); ok && p.runHere(kind, func(taskCtx context.Context) {
+		task(readctx.Detached(ctx, taskCtx))
+	}) {
+		return true
+	}
+	return c.goBackground(ctx, kind, task)
 }
 
 // trackedOffload is the cache's Offload with its tasks counted, so that

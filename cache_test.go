@@ -553,6 +553,89 @@ func TestGetDoesNotWaitForRefill(t *testing.T) {
 	})
 }
 
+// TestFlightFollowUpsHoldAnOffloadSlot pins how a flight's follow-up work
+// (the refill of an L2 hit, the L2 write of a loaded value), which the
+// flight's goroutine runs itself once its callers have their answer, is
+// bound by the OffloadPool: it holds one of its slots while it runs, waits
+// in its queue when every slot is taken, and is refused, and counted, when
+// the queue has no room either.
+func TestFlightFollowUpsHoldAnOffloadSlot(t *testing.T) {
+	followUps := []struct {
+		name    string
+		l2Holds bool // the key is in L2: GetOrLoad hits it and refills L1
+	}{
+		{name: "refill of an L2 hit", l2Holds: true},
+		{name: "L2 write of a loaded value"},
+	}
+	rooms := []struct {
+		name       string
+		slotsTaken bool
+		maxQueued  int
+	}{
+		{name: "free slot"},
+		{name: "every slot taken", slotsTaken: true},
+		{name: "every slot taken, no queue", slotsTaken: true, maxQueued: -1},
+	}
+	for _, fu := range followUps {
+		for _, room := range rooms {
+			t.Run(fu.name+"/"+room.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1, MaxQueued: room.maxQueued})
+					t.Cleanup(func() { require.NoError(t, pool.Close(context.Background())) })
+					release := make(chan struct{})
+					if room.slotsTaken {
+						require.True(t, pool.Go("blocker", func(context.Context) { <-release }))
+					}
+					gate := make(chan struct{})
+					var started atomic.Bool
+					hook := func(ctx context.Context) error {
+						started.Store(true)
+						return waitFor(ctx, gate)
+					}
+					l1 := &hookedBackend{fakeBackend: newFakeBackend()}
+					l2 := &hookedBackend{fakeBackend: newFakeBackend()}
+					target := l2 // the layer the follow-up writes
+					if fu.l2Holds {
+						l2.put("k", tiercache.CacheValue[string]{Data: "v"})
+						target = l1
+					}
+					target.beforeSet = hook
+					c := openCache(t, l1, l2, &tiercache.Options[string]{Offload: pool})
+
+					got, err := c.GetOrLoad(t.Context(), "k", func(context.Context) (string, error) { return "v", nil })
+					require.NoError(t, err)
+					require.Equal(t, "v", got)
+					synctest.Wait()
+					st := pool.Stats()
+					switch {
+					case !room.slotsTaken:
+						require.True(t, started.Load(), "the follow-up runs at once")
+						require.Equal(t, 1, st.Running, "in the pool's one slot")
+						require.Equal(t, uint64(1), st.Accepted)
+					case room.maxQueued == 0:
+						require.False(t, started.Load(), "no slot: the follow-up waits")
+						require.Equal(t, 1, st.Queued)
+					default:
+						require.False(t, started.Load())
+						require.Equal(t, uint64(1), c.Stats().OffloadRejected)
+					}
+
+					close(release)
+					close(gate)
+					require.NoError(t, c.Close(t.Context()))
+					require.NoError(t, pool.Wait(t.Context()))
+					if room.slotsTaken && room.maxQueued < 0 {
+						requireMissing(t, target.fakeBackend, "k")
+						return
+					}
+					requireHolds(t, target.fakeBackend, "k", tiercache.CacheValue[string]{Data: "v"})
+					require.Zero(t, pool.Stats().Running)
+				})
+			})
+		}
+	}
+}
+
 func TestRefillPolicy(t *testing.T) {
 	tests := []struct {
 		name        string

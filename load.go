@@ -456,9 +456,6 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
 		}
 		c.recordRead(f.ctx, L2, rep)
-		if v != nil {
-			c.refill(f.ctx, f.key, v, gen)
-		}
 		c.flights.mu.Lock()
 		f.l2Value, f.l2Err = v, rep.Err
 		close(f.l2Done)
@@ -478,8 +475,15 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 			load = nil
 		}
 		c.flights.mu.Unlock()
-		if load != nil {
+		switch {
+		case load != nil:
 			c.runLoad(f, load, false)
+		case v != nil:
+			// The callers have their answer; the refill, last, runs on
+			// this goroutine when the Offload has room for it here.
+			if task := c.refillTask(f.key, v, gen); task != nil {
+				c.goBackgroundHere(f.ctx, OffloadKindRefill, task)
+			}
 		}
 	}()
 	v, rep = readLayer(f.ctx, f.key, c.readL2)
@@ -505,13 +509,17 @@ func (c *Cache[T]) startLoadLocked(f *flight[T], load func(context.Context) (T, 
 func (c *Cache[T]) runLoad(f *flight[T], load func(context.Context) (T, error), refresh bool) {
 	defer c.bg.Done()
 	var (
-		v   *CacheValue[T]
-		err = errGoexit
+		v    *CacheValue[T]
+		err  = errGoexit
+		toL2 func() // the L2 write of what was loaded, once the callers have it
 	)
 	defer func() {
 		c.flights.mu.Lock()
-		defer c.flights.mu.Unlock()
 		c.resolveLocked(f, v, err)
+		c.flights.mu.Unlock()
+		if toL2 != nil {
+			toL2()
+		}
 	}()
 	gen := f.since // see flight.since
 	if !f.hasSince {
@@ -528,13 +536,13 @@ func (c *Cache[T]) runLoad(f *flight[T], load func(context.Context) (T, error), 
 	case err == nil:
 		loaded := c.newValue(data, 0, now)
 		v = &loaded
-		c.store(f, loaded, gen, now)
+		toL2 = c.store(f, loaded, gen, now)
 	case errors.Is(err, ErrNotFound):
 		c.stats.notFound.Add(1)
 		if c.opts.NegativeTTL > 0 {
 			neg := c.newNegative(now)
 			v = &neg
-			c.store(f, neg, gen, now)
+			toL2 = c.store(f, neg, gen, now)
 		} else if refresh {
 			c.evict(f, gen)
 		}
@@ -555,12 +563,14 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 	return load(ctx)
 }
 
-// store writes a loaded value: into L1 now, into L2 through the Offload,
-// then announces the key to the other caches. Neither write happens if the
-// key was written or invalidated since gen was taken (that write is newer
-// than what the load read), nor once f is abandoned (a fresh flight of the
-// key may have written a newer value).
-func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now time.Time) {
+// store writes a loaded value into L1 now and returns what writes it into
+// L2 through the Offload and announces the key to the other caches, which
+// the flight calls once its callers have their answer (nil when there is
+// nothing to write). Neither write happens if the key was written or
+// invalidated since gen was taken (that write is newer than what the load
+// read), nor once f is abandoned (a fresh flight of the key may have
+// written a newer value).
+func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now time.Time) (toL2 func()) {
 	ctx := context.WithoutCancel(f.ctx)
 	var err error
 	wrote := false
@@ -581,11 +591,13 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	c.flights.mu.Lock()
 	f.pendingL2 = true
 	c.flights.mu.Unlock()
-	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
-		defer c.landed(f)
-		c.copyOneToL2(ctx, f, v, gen)
-	}) {
-		c.landed(f)
+	return func() {
+		if !c.goBackgroundHere(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+			defer c.landed(f)
+			c.copyOneToL2(ctx, f, v, gen)
+		}) {
+			c.landed(f)
+		}
 	}
 }
 

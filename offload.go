@@ -101,6 +101,10 @@ type OffloadStats struct {
 // A RaceReadPolicy hands its losing read to an OffloadPool without a task of
 // its own: the read's goroutine is counted as a running task (it holds a
 // slot, Close waits for it and cancels it at its deadline) until it ends.
+// Likewise a Cache's flight, once its callers have their answer, runs its
+// follow-up (the refill of an L2 hit, the L2 write of a loaded value) on its
+// own goroutine in a free slot, as a task of the pool; when every slot is
+// taken the follow-up is submitted with Go like any task.
 //
 // Task contexts are detached from the submitter and end only at TaskTimeout
 // or when Close's ctx ends first. A panicking task is recovered, counted and
@@ -280,6 +284,27 @@ func (p *OffloadPool) release(a adoptee) {
 	}
 	p.completed.Add(1)
 	p.freeSlot()
+}
+
+// runHere runs task on the calling goroutine as one of the pool's tasks,
+// when a slot is free: counted, under TaskTimeout and Close's deadline, a
+// panic contained, the slot handed on to a queued task when it ends. It
+// reports false, running and counting nothing, when the pool is closed or
+// every slot is taken. A cache goroutine whose own work is done (a flight
+// that has answered its callers) runs its follow-up this way instead of
+// waking a worker for it: the same bound, without the hand-off.
+func (p *OffloadPool) runHere(kind string, task func(ctx context.Context)) bool {
+	p.mu.Lock()
+	if p.closed || p.running >= p.maxRunning {
+		p.mu.Unlock()
+		return false
+	}
+	p.running++
+	p.accepted.Add(1)
+	p.mu.Unlock()
+	defer p.freeSlot()
+	p.run(offloadTask{kind, task})
+	return true
 }
 
 // errGoexit is what a task or reader that called runtime.Goexit is reported

@@ -328,6 +328,36 @@ func TestParseCommandStats(t *testing.T) {
 	}
 }
 
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"tiercache Sequential + CoalesceGets": "tiercache-sequential-coalescegets",
+		"go-redis/cache":                      "go-redis-cache",
+		"sturdyc":                             "sturdyc",
+		"Race (LoserOffload) ":                "race-loseroffload",
+	} {
+		if got := slug(in); got != want {
+			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseCPU(t *testing.T) {
+	info := "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.500125\r\nused_cpu_sys_children:9.000000\r\n"
+	got, err := parseCPU(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1750125 * time.Microsecond; got != want {
+		t.Errorf("parseCPU = %v, want %v", got, want)
+	}
+	if _, err := parseCPU("# CPU\r\nused_cpu_sys:1.0\r\n"); err == nil {
+		t.Error("parseCPU without used_cpu_user: no error")
+	}
+	if _, err := parseCPU("used_cpu_sys:x\r\nused_cpu_user:1\r\n"); err == nil {
+		t.Error("parseCPU of a bad number: no error")
+	}
+}
+
 func TestQuantileAndMedian(t *testing.T) {
 	lats := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	if q := quantile(lats, 0.5); q != 5 {
@@ -405,7 +435,7 @@ func TestWorkloadsSmoke(t *testing.T) {
 			if s.Errors > 0 {
 				t.Errorf("%s: %d calls failed, the first: %s", name, s.Errors, s.FirstError)
 			}
-			if s.Allocs == 0 || s.Throughput() <= 0 || s.P50 <= 0 || s.P99 < s.P50 || s.P999 < s.P99 {
+			if s.Allocs == 0 || s.ClientCPU <= 0 || s.RedisCPU <= 0 || s.Throughput() <= 0 || s.P50 <= 0 || s.P99 < s.P50 || s.P999 < s.P99 {
 				t.Errorf("%s: implausible figures %+v", name, s)
 			}
 			switch wl.ID {

@@ -24,6 +24,8 @@ type sample struct {
 	P50        time.Duration
 	P99        time.Duration
 	P999       time.Duration
+	ClientCPU  time.Duration    // the process's CPU time (user and system), background work included
+	RedisCPU   time.Duration    // redis-server's CPU time (INFO cpu), over the same span
 	Allocs     uint64           // heap allocations during the phase, background work included
 	Bytes      uint64           // heap bytes allocated during the phase
 	Loads      int64            // origin calls, Load and LoadMany alike
@@ -44,6 +46,11 @@ func (s sample) Throughput() float64 { return float64(s.Ops) / s.Elapsed.Seconds
 
 // KeysPerSecond returns keys read per second.
 func (s sample) KeysPerSecond() float64 { return float64(s.Keys) / s.Elapsed.Seconds() }
+
+// ClientCPUPerOp and RedisCPUPerOp return the CPU time of the process and
+// of redis-server per call.
+func (s sample) ClientCPUPerOp() time.Duration { return s.ClientCPU / time.Duration(s.Ops) }
+func (s sample) RedisCPUPerOp() time.Duration  { return s.RedisCPU / time.Duration(s.Ops) }
 
 // CommandsPerOp returns the Redis commands per call, all commands but INFO.
 func (s sample) CommandsPerOp() float64 { return float64(sumCommands(s.Commands)) / float64(s.Ops) }
@@ -88,8 +95,13 @@ func (m *meter) measure(ctx context.Context, lib Library, profile string, phase 
 	if err != nil {
 		return sample{}, err
 	}
+	redis0, err := redisCPU(ctx, m.admin)
+	if err != nil {
+		return sample{}, err
+	}
 	var mem0 runtime.MemStats
 	runtime.ReadMemStats(&mem0)
+	cpu0 := processCPU()
 
 	stopProfile, err := m.startProfile(profile)
 	if err != nil {
@@ -103,9 +115,14 @@ func (m *meter) measure(ctx context.Context, lib Library, profile string, phase 
 	if err := m.quiesce(ctx); err != nil {
 		return sample{}, err
 	}
+	cpu1 := processCPU()
 	var mem1 runtime.MemStats
 	runtime.ReadMemStats(&mem1)
 	cmds1, err := commandStats(ctx, m.admin)
+	if err != nil {
+		return sample{}, err
+	}
+	redis1, err := redisCPU(ctx, m.admin)
 	if err != nil {
 		return sample{}, err
 	}
@@ -113,6 +130,8 @@ func (m *meter) measure(ctx context.Context, lib Library, profile string, phase 
 		Ops:        len(lats),
 		Keys:       len(lats),
 		Elapsed:    elapsed,
+		ClientCPU:  cpu1 - cpu0,
+		RedisCPU:   redis1 - redis0,
 		Allocs:     mem1.Mallocs - mem0.Mallocs,
 		Bytes:      mem1.TotalAlloc - mem0.TotalAlloc,
 		Loads:      m.origin.Calls() - loads0,

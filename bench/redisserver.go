@@ -147,6 +147,39 @@ func commandStats(ctx context.Context, admin *redis.Client) (map[string]int64, e
 	return parseCommandStats(info), nil
 }
 
+// redisCPU returns redis-server's CPU time so far, user and system, from
+// INFO cpu.
+func redisCPU(ctx context.Context, admin *redis.Client) (time.Duration, error) {
+	info, err := admin.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("bench: INFO cpu: %w", err)
+	}
+	return parseCPU(info)
+}
+
+// parseCPU adds up the used_cpu_sys and used_cpu_user lines of INFO cpu,
+// which give seconds with microsecond digits.
+func parseCPU(info string) (time.Duration, error) {
+	var total time.Duration
+	found := 0
+	for line := range strings.Lines(info) {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_sys" && name != "used_cpu_user") {
+			continue
+		}
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: INFO cpu: %s: %w", name, err)
+		}
+		total += time.Duration(secs * float64(time.Second))
+		found++
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("bench: INFO cpu: used_cpu_sys and used_cpu_user not both found")
+	}
+	return total, nil
+}
+
 // parseCommandStats reads the "cmdstat_NAME:calls=N,..." lines of INFO
 // commandstats.
 func parseCommandStats(info string) map[string]int64 {

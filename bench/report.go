@@ -67,6 +67,9 @@ func renderResults(env environment, results [][]*result) string {
 		"allocs/op and B/op are runtime.MemStats (Mallocs, TotalAlloc) of the whole process from before the phase until Redis has gone quiet after it, " +
 		"divided by the calls: they include the library's background work and go-redis, and the benchmark's own share, which is near zero " +
 		"(plans and latency slots are allocated beforehand; a Set builds its value). " +
+		"CPU/op is CPU time (user and system) per call over the same span: the process's from getrusage (the library, go-redis, the runtime, " +
+		"and the benchmark's goroutines, the same for every library), and redis-server's from `INFO cpu`; on this machine both share the same CPUs, " +
+		"so CPU/op says where the time goes when ops/s is bound by the CPUs, and varies less from run to run than ops/s. " +
 		"Redis cmds/op is the difference of `INFO commandstats` over the same span, every command but INFO " +
 		"(connection set-up included), divided by the calls; GET and SET are shown apart.")
 	if batch {
@@ -119,21 +122,21 @@ func renderResults(env environment, results [][]*result) string {
 			continue
 		}
 		stampede := id == "c"
-		p("| library | ops/s (min–max) | p50 | p99 | p99.9 | allocs/op | B/op | origin loads |")
+		p("| library | ops/s (min–max) | p50 | p99 | p99.9 | CPU/op (process, Redis) | allocs/op | B/op | origin loads |")
 		if stampede {
 			p(" most loads of one key |")
 		}
 		p(" Redis cmds/op (GET, SET) | errors |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 		if stampede {
 			p("---:|")
 		}
 		p("---:|---:|\n")
 		for _, s := range ss {
 			name, loads := rowName(s), loadsCell(s)
-			p("| %s | %s (%s–%s) | %s | %s | %s | %.1f | %s | %s |", name,
+			p("| %s | %s (%s–%s) | %s | %s | %s | %s | %.1f | %s | %s |", name,
 				thousands(s.Throughput), thousands(s.TputMin), thousands(s.TputMax),
-				fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), s.Allocs, thousands(s.Bytes), loads)
+				fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), cpuCell(s), s.Allocs, thousands(s.Bytes), loads)
 			if stampede {
 				p(" %d |", s.MaxPerKey)
 			}
@@ -215,14 +218,14 @@ func callsCell(wl workload, n int, sz sizes) string {
 func batchTable(ss []summary) string {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
-	p("| library | pages/s (min–max) | keys/s | p50 | p99 | p99.9 | allocs/page | B/page | origin calls | origin keys | " +
+	p("| library | pages/s (min–max) | keys/s | p50 | p99 | p99.9 | CPU/page (process, Redis) | allocs/page | B/page | origin calls | origin keys | " +
 		"most origin calls of one page | Redis cmds/page (GET, MGET, SET) | pages failed |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range ss {
 		name, calls := rowName(s), loadsCell(s)
-		p("| %s | %s (%s–%s) | %s | %s | %s | %s | %.1f | %s | %s | %s | %d | %.2f (%.2f, %.2f, %.2f) | %d |\n", name,
+		p("| %s | %s (%s–%s) | %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %d | %.2f (%.2f, %.2f, %.2f) | %d |\n", name,
 			thousands(s.Throughput), thousands(s.TputMin), thousands(s.TputMax), thousands(s.KeysPerSec),
-			fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), s.Allocs, thousands(s.Bytes),
+			fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), cpuCell(s), s.Allocs, thousands(s.Bytes),
 			calls, thousands(float64(s.OriginKeys)), s.PageLoads,
 			s.Commands, s.GetsOnly, s.MGets, s.Sets, s.Errors)
 	}
@@ -471,6 +474,16 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+// cpuCell formats the CPU time per call of the process and of Redis.
+func cpuCell(s summary) string {
+	return fmtMicros(s.ClientCPU) + ", " + fmtMicros(s.RedisCPU)
+}
+
+// fmtMicros formats a short duration in microseconds with one decimal.
+func fmtMicros(d time.Duration) string {
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
 }
 
 // fmtRatio formats a per-call ratio.

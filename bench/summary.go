@@ -18,9 +18,11 @@ type summary struct {
 	P50        time.Duration
 	P99        time.Duration
 	P999       time.Duration
-	Allocs     float64 // per call
-	Bytes      float64 // per call
-	Loads      int64   // origin calls, median
+	ClientCPU  time.Duration // the process's CPU time per call, median
+	RedisCPU   time.Duration // redis-server's CPU time per call, median
+	Allocs     float64       // per call
+	Bytes      float64       // per call
+	Loads      int64         // origin calls, median
 	LoadsMin   int64
 	LoadsMax   int64
 	OriginKeys int64 // keys the origin calls asked for, median
@@ -47,6 +49,8 @@ func summarize(r *result) summary {
 		P50:        median(ss, func(s sample) time.Duration { return s.P50 }),
 		P99:        median(ss, func(s sample) time.Duration { return s.P99 }),
 		P999:       median(ss, func(s sample) time.Duration { return s.P999 }),
+		ClientCPU:  median(ss, sample.ClientCPUPerOp),
+		RedisCPU:   median(ss, sample.RedisCPUPerOp),
 		Allocs:     median(ss, func(s sample) float64 { return float64(s.Allocs) / float64(s.Ops) }),
 		Bytes:      median(ss, func(s sample) float64 { return float64(s.Bytes) / float64(s.Ops) }),
 		KeysPerSec: median(ss, sample.KeysPerSecond),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -424,15 +425,20 @@ func (b *bench) runAll(ctx context.Context, wls []workload, kinds []libraryKind,
 	return out, nil
 }
 
-// slug turns a label into a file name.
+// slug turns a label into a file name: lower-case letters and digits, a
+// dash for each run of anything else ("tiercache Sequential + CoalesceGets"
+// is "tiercache-sequential-coalescegets").
 func slug(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			b[i] = '-'
+	b := make([]byte, 0, len(s))
+	for _, c := range []byte(strings.ToLower(s)) {
+		switch {
+		case 'a' <= c && c <= 'z' || '0' <= c && c <= '9':
+			b = append(b, c)
+		case len(b) > 0 && b[len(b)-1] != '-':
+			b = append(b, '-')
 		}
 	}
-	return string(b)
+	return strings.TrimSuffix(string(b), "-")
 }
 
 // median returns the median of the values f takes over r's samples.

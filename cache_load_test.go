@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -598,6 +600,140 @@ func TestGetOrLoadStartsAfreshAfterEveryWaiterLeft(t *testing.T) {
 		synctest.Wait()
 		requireLoadHolds(t, l1, "k", "fresh", time.Time{}, time.Time{}, "the older load does not overwrite the fresh value")
 		requireLoadHolds(t, l2, "k", "fresh", time.Time{}, time.Time{}, "the older load does not overwrite the fresh value")
+	})
+}
+
+// Under SequentialReadPolicy the caller that starts a flight reads L2
+// itself, with its own ctx, when that ctx has no deadline or one that leaves
+// room for L2Timeout; otherwise the read runs on a goroutine of the
+// flight's. Either way a caller returns when its ctx ends and the others get
+// the L2 value without a load: a read cut short by its caller's
+// cancellation starts over for them.
+func TestGetOrLoadFirstCallerReadsL2(t *testing.T) {
+	tests := []struct {
+		name          string
+		l2Timeout     time.Duration
+		deadline      time.Duration // of the first caller's ctx; 0: none, cancelled instead
+		wantGets      int           // L2 reads in all
+		wantAbandoned uint64        // L2 reads reported abandoned
+	}{
+		{name: "cancelled, read on its goroutine, read again for the other", wantGets: 2, wantAbandoned: 1},
+		{name: "deadline leaves room for L2Timeout, read on its goroutine", l2Timeout: 100 * time.Millisecond, deadline: time.Hour, wantGets: 2, wantAbandoned: 1},
+		{name: "deadline inside L2Timeout, read on the flight's goroutine", l2Timeout: time.Hour, deadline: 10 * time.Millisecond, wantGets: 1},
+		{name: "deadline without L2Timeout, read on the flight's goroutine", deadline: 10 * time.Millisecond, wantGets: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l1, l2 := newFakeBackend(), newFakeBackend()
+				c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{L2Timeout: tt.l2Timeout})
+				l2.put("k", tiercache.CacheValue[string]{Data: "from-l2"})
+				gate, open := loadGate(t)
+				l2.configure(func(b *fakeBackend) { b.gate = gate })
+				loader := countLoads(func(context.Context, int) (string, error) { return "loaded", nil })
+				start := time.Now()
+
+				ctx, cancel := context.WithCancel(context.Background())
+				if tt.deadline > 0 {
+					ctx, cancel = context.WithTimeout(context.Background(), tt.deadline)
+				}
+				defer cancel()
+				first := goGetOrLoad(t, ctx, c, "k", loader.load)
+				synctest.Wait()
+				other := goGetOrLoad(t, context.Background(), c, "k", loader.load)
+				synctest.Wait()
+				require.Equal(t, 1, l2.calls().gets, "the other caller shares the read")
+
+				left := start
+				if tt.deadline > 0 && tt.deadline < time.Minute {
+					time.Sleep(tt.deadline) // the first caller's deadline passes
+					left = start.Add(tt.deadline)
+				} else {
+					cancel()
+				}
+				synctest.Wait()
+				r := loadResultNow(t, first)
+				require.ErrorIs(t, r.err, ctx.Err())
+				require.Equal(t, left, r.at, "the first caller returns when its ctx ends")
+
+				open()
+				r = awaitLoad(t, other)
+				require.NoError(t, r.err)
+				require.Equal(t, "from-l2", r.v)
+				synctest.Wait()
+				require.Zero(t, loader.n(), "no load: L2 had the value")
+				require.Equal(t, tt.wantGets, l2.calls().gets)
+				require.Equal(t, tt.wantAbandoned, c.Stats().L2.Abandoned)
+				require.EqualValues(t, 1, c.Stats().L2.Hits)
+				requireLoadHolds(t, l1, "k", "from-l2", time.Time{}, time.Time{})
+			})
+		})
+	}
+}
+
+// A first caller whose ctx ends during its own L2 read, with no one else
+// waiting, leaves nothing behind: the next caller reads afresh.
+func TestGetOrLoadFirstCallerLeavingAloneEndsItsRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		c := newLoadTestCache(t, l1, l2, nil)
+		l2.put("k", tiercache.CacheValue[string]{Data: "from-l2"})
+		gate, open := loadGate(t)
+		l2.configure(func(b *fakeBackend) { b.gate = gate })
+		loader := countLoads(func(context.Context, int) (string, error) { return "loaded", nil })
+
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		first := goGetOrLoad(t, ctx, c, "k", loader.load)
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		require.ErrorIs(t, loadResultNow(t, first).err, context.Canceled)
+		require.EqualValues(t, 1, c.Stats().L2.Abandoned)
+		require.Zero(t, c.Stats().L2.Failures, "a read its caller left is not an L2 failure")
+
+		open()
+		r := awaitLoad(t, goGetOrLoad(t, context.Background(), c, "k", loader.load))
+		require.NoError(t, r.err)
+		require.Equal(t, "from-l2", r.v)
+		require.Equal(t, 2, l2.calls().gets)
+		require.Zero(t, loader.n())
+	})
+}
+
+// An L2 reader that calls runtime.Goexit on the goroutine of the caller
+// that runs the read ends that caller's goroutine; the callers waiting for
+// the read go on as after an L2 failure, and load.
+func TestGetOrLoadFirstCallerGoexitInL2(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1 := newFakeBackend()
+		gate, open := loadGate(t)
+		var calls atomic.Int32
+		l2 := &hookedBackend{fakeBackend: newFakeBackend(), afterGet: func(ctx context.Context) error {
+			if calls.Add(1) == 1 {
+				<-gate
+				runtime.Goexit()
+			}
+			return nil
+		}}
+		c := newLoadTestCacheOver(t, l1, l2, nil)
+		loader := countLoads(func(context.Context, int) (string, error) { return "loaded", nil })
+
+		exited := make(chan struct{})
+		go func() {
+			defer close(exited)
+			_, _ = c.GetOrLoad(context.Background(), "k", loader.load)
+		}()
+		synctest.Wait()
+		other := goGetOrLoad(t, context.Background(), c, "k", loader.load)
+		synctest.Wait()
+		open()
+		<-exited
+		r := awaitLoad(t, other)
+		require.NoError(t, r.err)
+		require.Equal(t, "loaded", r.v)
+		require.Equal(t, 1, loader.n())
+		require.EqualValues(t, 1, c.Stats().L2.Failures)
 	})
 }
 

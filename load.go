@@ -22,6 +22,16 @@ import (
 // deadline passes), and each caller returns as soon as its own ctx ends, with
 // ctx's error. A caller arriving after every waiter has gone starts afresh.
 //
+// Under SequentialReadPolicy the first caller runs the shared L2 read itself,
+// with its own ctx, when that ctx has no deadline or one that leaves room
+// for the whole L2Timeout (the read then ends before the caller's deadline
+// can cut it short for the others), which spares two goroutine hand-offs
+// per read; otherwise the read runs on the flight's goroutine. If that
+// caller's ctx is cancelled during the read, it returns, the read is
+// counted abandoned, and the callers still waiting get a fresh read on a
+// goroutine of their own. Like every read of a layer, this relies on L2
+// honouring ctx.
+//
 // A loaded value is in L1 before GetOrLoad returns; its L2 write goes through
 // the Offload, so callers do not wait for L2 (when the Offload refuses, the
 // write is skipped and counted in Stats.OffloadRejected). When L2 fails or
@@ -109,7 +119,8 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 	if err := ctx.Err(); err != nil {
 		return zero, readCanceled(key, err)
 	}
-	f, joined := c.joinRead(ctx, key, load)
+	inline := c.canReadInline(ctx)
+	f, joined := c.joinRead(ctx, key, load, inline)
 	if f == nil { // a refresh is loading the key: L2 likely holds the stale value
 		if v, err := c.readL2Direct(ctx, key); err == nil && v != nil {
 			if info != nil {
@@ -123,9 +134,93 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 		defer c.leave(f)
 	} else {
 		defer c.leaveLoader(f)
+		if inline {
+			c.readInline(ctx, f)
+		}
 	}
 	v, err := c.await(ctx, f, load)
 	return c.loaded(ctx, key, v, err, load, f, info)
+}
+
+// canReadInline reports whether the caller that starts a flight with ctx
+// runs its L2 read itself rather than on a goroutine of the flight's: when
+// ctx has no deadline, or one that leaves room for the whole L2Timeout, so
+// that the read ends (found, missed, failed or timed out) before the
+// caller's deadline can cut it short for the others waiting. That saves two
+// goroutine hand-offs a read. If the caller's ctx is cancelled during the
+// read, the caller returns and, when others wait, the read starts over on
+// a goroutine (see readInline).
+func (c *Cache[T]) canReadInline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return true
+	}
+	return c.opts.L2Timeout > 0 && time.Until(d) >= c.opts.L2Timeout
+}
+
+// readInline runs the L2 read of flight f, which its caller has just
+// started, on the caller's goroutine and with the caller's ctx, and answers
+// f as runL2 does; the refill of a hit goes to the Offload. When ctx ends
+// before the read does, the read is reported abandoned and, if other
+// callers wait for f, handed over to a goroutine of f's own that reads
+// again; if none waits, f ends with ctx's error.
+func (c *Cache[T]) readInline(ctx context.Context, f *flight[T]) {
+	gen := c.guard.Ticket(f.key)
+	f.since, f.hasSince = gen, true
+	v, rep := (*CacheValue[T])(nil), goexitReport
+	returned := false // readLayer returned: the reader did not call runtime.Goexit
+	defer func() {
+		if !returned {
+			c.answerL2(ctx, f, nil, rep)
+		}
+	}()
+	v, rep = readLayer(ctx, f.key, c.readL2)
+	returned = true
+	if rep.Status == StatusFailed && ctx.Err() != nil {
+		c.abandonInline(ctx, f, rep)
+		return
+	}
+	if c.answerL2(ctx, f, v, rep) {
+		c.refill(ctx, f.key, v, gen)
+	}
+}
+
+// answerL2 records the outcome of f's inline L2 read and wakes the callers
+// waiting for it; a hit answers f, and answerL2 reports it.
+func (c *Cache[T]) answerL2(ctx context.Context, f *flight[T], v *CacheValue[T], rep LayerReport) (hit bool) {
+	c.recordRead(ctx, L2, rep)
+	c.flights.mu.Lock()
+	defer c.flights.mu.Unlock()
+	f.l2Value, f.l2Err = v, rep.Err
+	close(f.l2Done)
+	if v != nil {
+		c.resolveLocked(f, v, nil)
+	}
+	return v != nil
+}
+
+// abandonInline ends f's inline L2 read, cut short by its caller's ctx: the
+// read is reported abandoned and starts over on a goroutine of f's own when
+// other callers wait for f; otherwise f ends with the caller's error (or
+// ErrClosed, when the cache no longer starts work for the others).
+func (c *Cache[T]) abandonInline(ctx context.Context, f *flight[T], rep LayerReport) {
+	rep.Status = StatusAbandoned // the caller left: cancelled, not failed
+	c.recordRead(ctx, L2, rep)
+	c.flights.mu.Lock()
+	defer c.flights.mu.Unlock()
+	others := f.refs > 1 && !f.resolved
+	if others && c.bg.Add() {
+		c.flightCtxLocked(f)
+		c.workers.Go(func() { c.runL2(f) })
+		return
+	}
+	f.l2Err = rep.Err
+	close(f.l2Done)
+	err := ctx.Err()
+	if others {
+		err = ErrClosed
+	}
+	c.resolveLocked(f, nil, err)
 }
 
 // loaded turns what flight f answered into GetOrLoad's answer.
@@ -162,8 +257,14 @@ func (c *Cache[T]) serve(ctx context.Context, key string, v *CacheValue[T], load
 // flight is the shared work for one key: an L2 read, then, if the key is
 // still missing, one load.
 type flight[T any] struct {
-	key     string
-	ctx     context.Context // the first caller's values; ends when cancel is called
+	key    string
+	values context.Context // the first caller's ctx, for its values
+	// ctx has the first caller's values and ends when cancel is called: when
+	// every caller has left, or Close's deadline passes. A flight whose L2
+	// read its first caller runs itself (see canReadInline) gets it, under
+	// the group's lock, only when work of its own starts on a goroutine: a
+	// load, or the L2 read handed over when that caller left.
+	ctx     context.Context
 	cancel  context.CancelFunc
 	refresh bool // a background refresh: readers do not wait for it
 	// since, when hasSince, is the key's ticket taken before the reads that
@@ -209,10 +310,31 @@ type flightGroup[T any] struct {
 // newFlight makes a flight for key with the values of ctx and registers it,
 // replacing any other. Called with the group's lock held.
 func (c *Cache[T]) newFlight(ctx context.Context, key string) *flight[T] {
-	life, cancel := context.WithCancel(c.closeCtx)
-	f := &flight[T]{key: key, ctx: readctx.Detached(ctx, life), cancel: cancel, refs: 1, done: make(chan struct{})}
+	f := c.registerFlight(ctx, key)
+	c.flightCtxLocked(f)
+	return f
+}
+
+// registerFlight makes a flight for key, without a ctx yet, and registers
+// it, replacing any other. Called with the group's lock held.
+func (c *Cache[T]) registerFlight(ctx context.Context, key string) *flight[T] {
+	f := &flight[T]{key: key, values: ctx, refs: 1, done: make(chan struct{})}
 	c.flights.m[key] = f
 	return f
+}
+
+// flightCtxLocked gives f its ctx unless it has one: the values of the
+// caller that started it, ended by Close's deadline, and at once when every
+// caller has already left. Called with the group's lock held.
+func (c *Cache[T]) flightCtxLocked(f *flight[T]) {
+	if f.ctx != nil {
+		return
+	}
+	life, cancel := context.WithCancel(c.closeCtx)
+	f.ctx, f.cancel = readctx.Detached(f.values, life), cancel
+	if f.refs == 0 {
+		cancel()
+	}
 }
 
 // resolveLocked gives f its answer and removes it from the group. Called
@@ -262,7 +384,9 @@ func (c *Cache[T]) leave(f *flight[T]) {
 	if f.refs > 0 {
 		return
 	}
-	f.cancel()
+	if f.cancel != nil {
+		f.cancel()
+	}
 	if !f.resolved {
 		f.abandoned.Store(true)
 	}
@@ -274,13 +398,18 @@ func (c *Cache[T]) leave(f *flight[T]) {
 // joinRead holds the key's flight, starting one that reads L2 when there is
 // none, and reports whether it joined one someone else started (counted in
 // Stats.Coalesced). A flight it starts with a non-nil load goes on to load
-// with it when L2 misses. It returns nil when the flight under way is a
-// background refresh, which a read does not wait for.
-func (c *Cache[T]) joinRead(ctx context.Context, key string, load func(context.Context) (T, error)) (f *flight[T], joined bool) {
+// with it when L2 misses. With inline, a flight it starts reads nothing:
+// the caller runs its L2 read with readInline. It returns nil when the
+// flight under way is a background refresh, which a read does not wait for.
+func (c *Cache[T]) joinRead(ctx context.Context, key string, load func(context.Context) (T, error), inline bool) (f *flight[T], joined bool) {
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
 	f = c.flights.m[key]
 	switch {
+	case f == nil && inline:
+		f = c.registerFlight(ctx, key)
+		f.l2Done = make(chan struct{})
+		return f, false
 	case f == nil:
 		f = c.newFlight(ctx, key)
 		f.l2Done = make(chan struct{})
@@ -383,7 +512,7 @@ type loadCall[T any] struct {
 // error, as a *loadError).
 func (lc *loadCall[T]) readL2(ctx context.Context, key string) (*CacheValue[T], error) {
 	c := lc.c
-	f, joined := c.joinRead(ctx, key, nil) // the policy decides whether to load
+	f, joined := c.joinRead(ctx, key, nil, false) // the policy decides whether to load
 	if f == nil {
 		return c.readL2Direct(ctx, key)
 	}
@@ -501,6 +630,7 @@ func (c *Cache[T]) startLoadLocked(f *flight[T], load func(context.Context) (T, 
 		c.resolveLocked(f, nil, ErrClosed)
 		return
 	}
+	c.flightCtxLocked(f)
 	c.workers.Go(func() { c.runLoad(f, load, refresh) })
 }
 

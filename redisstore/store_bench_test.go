@@ -2,6 +2,9 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,3 +203,54 @@ func (c *recordClient) Process(_ context.Context, cmd redis.Cmder) error {
 	}
 	return nil
 }
+
+// BenchmarkCacheL2Hit measures a Cache's GetOrLoad on an L1 miss and an L2
+// hit over a real Redis: the flight, the Store's Get and its decoding, the
+// refill; 8 callers on distinct keys, each key in Redis, and an L1 that
+// never holds anything, so that every call reads L2. path=coalesced is the
+// Store with Options.CoalesceGets = SuggestedCoalesceGets.
+func BenchmarkCacheL2Hit(b *testing.B) {
+	for _, p := range benchPaths[1:] {
+		if !p.cte {
+			continue
+		}
+		b.Run(p.name, func(b *testing.B) {
+			_, s, _ := benchStore(b, p.cte, p.coalesce)
+			ctx := context.Background()
+			const keys = 1024
+			for i := range keys {
+				if err := s.Set(ctx, benchKey(i), tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c, err := tiercache.New[user](nowhere[user]{}, s, &tiercache.Options[user]{L2Timeout: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close(ctx) })
+			load := func(context.Context) (user, error) { return user{}, errors.New("loaded: the key is in Redis") }
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 callers on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(keys / 8))
+				for pb.Next() {
+					i++
+					if _, err := c.GetOrLoad(ctx, benchKey(i%keys), load); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func benchKey(i int) string { return "k" + strconv.Itoa(i) }
+
+// nowhere is an L1 that holds nothing: every Get misses.
+type nowhere[T any] struct{}
+
+func (nowhere[T]) Get(context.Context, string) (*tiercache.CacheValue[T], error) { return nil, nil }
+func (nowhere[T]) Set(context.Context, string, tiercache.CacheValue[T]) error    { return nil }
+func (nowhere[T]) Delete(context.Context, string) error                          { return nil }

@@ -82,6 +82,7 @@ func TestBreakerOpens(t *testing.T) {
 		_, inL1 = l1.peek("hot")
 		require.False(t, inL1, "L1 is cleared all the same")
 
+		synctest.Wait() // the loaded value's L2 write is background work
 		s = c.Stats().Breaker
 		require.Equal(t, uint64(2), s.WritesSkipped, "the Set and the loaded value's L2 write")
 		require.Positive(t, s.Rejected)

@@ -401,19 +401,32 @@ func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx 
 	})
 }
 
-// goBackgroundHere is goBackground for a cache goroutine that has nothing
-// left to do but task (a flight that has answered its callers): when the
-// cache's Offload is an OffloadPool with a free slot, task runs right here
-// in that slot, sparing the hand-off to a worker; otherwise it goes to the
-// Offload as goBackground sends it. The caller's own hold on the cache's
-// background work (a flight's) covers the task while it runs here.
-func (c *Cache[T]) goBackgroundHere(ctx context.Context, kind string, task func(ctx context.Context)) bool {
-	if p, ok := c.off.(*OffloadPool); ok && p.runHere(kind, func(taskCtx context.Context) {
-		task(readctx.Detached(ctx, taskCtx))
-	}) {
-		return true
+// followUp hands task, background work of kind that a flight leaves
+// behind (a refill, an L2 write), to the Offload; refused, when not nil,
+// runs if the Offload refuses it. With an OffloadPool, the task is kept for
+// the flight's goroutine to run itself, in a free slot of the pool, once the
+// flight's callers have their answer: followUp returns that run, which the
+// flight calls last (see OffloadPool.runHere); without a free slot it goes
+// to the pool as goBackground sends it. With any other Offload the task is
+// handed over now, before the callers are woken, so that they return with
+// it handed over, and followUp returns nil. The flight's hold on the
+// cache's background work covers the task while it runs on the flight.
+func (c *Cache[T]) followUp(ctx context.Context, kind string, task func(ctx context.Context), refused func()) (run func()) {
+	p, ok := c.off.(*OffloadPool)
+	if !ok {
+		if !c.goBackground(ctx, kind, task) && refused != nil {
+			refused()
+		}
+		return nil
 	}
-	return c.goBackground(ctx, kind, task)
+	return func() {
+		if p.runHere(kind, func(taskCtx context.Context) { task(readctx.Detached(ctx, taskCtx)) }) {
+			return
+		}
+		if !c.goBackground(ctx, kind, task) && refused != nil {
+			refused()
+		}
+	}
 }
 
 // trackedOffload is the cache's Offload with its tasks counted, so that

@@ -180,14 +180,15 @@ func (c *Cache[T]) readInline(ctx context.Context, f *flight[T]) {
 		c.abandonInline(ctx, f, rep)
 		return
 	}
-	if c.answerL2(ctx, f, v, rep) {
+	if v != nil { // handed over before the waiting callers wake, as runL2 does
 		c.refill(ctx, f.key, v, gen)
 	}
+	c.answerL2(ctx, f, v, rep)
 }
 
 // answerL2 records the outcome of f's inline L2 read and wakes the callers
-// waiting for it; a hit answers f, and answerL2 reports it.
-func (c *Cache[T]) answerL2(ctx context.Context, f *flight[T], v *CacheValue[T], rep LayerReport) (hit bool) {
+// waiting for it; a hit answers f.
+func (c *Cache[T]) answerL2(ctx context.Context, f *flight[T], v *CacheValue[T], rep LayerReport) {
 	c.recordRead(ctx, L2, rep)
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
@@ -196,7 +197,6 @@ func (c *Cache[T]) answerL2(ctx context.Context, f *flight[T], v *CacheValue[T],
 	if v != nil {
 		c.resolveLocked(f, v, nil)
 	}
-	return v != nil
 }
 
 // abandonInline ends f's inline L2 read, cut short by its caller's ctx: the
@@ -585,6 +585,12 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
 		}
 		c.recordRead(f.ctx, L2, rep)
+		var refill func() // the refill of a hit, once the callers have it
+		if v != nil {
+			if task := c.refillTask(f.key, v, gen); task != nil {
+				refill = c.followUp(f.ctx, OffloadKindRefill, task, nil)
+			}
+		}
 		c.flights.mu.Lock()
 		f.l2Value, f.l2Err = v, rep.Err
 		close(f.l2Done)
@@ -607,12 +613,8 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 		switch {
 		case load != nil:
 			c.runLoad(f, load, false)
-		case v != nil:
-			// The callers have their answer; the refill, last, runs on
-			// this goroutine when the Offload has room for it here.
-			if task := c.refillTask(f.key, v, gen); task != nil {
-				c.goBackgroundHere(f.ctx, OffloadKindRefill, task)
-			}
+		case refill != nil:
+			refill()
 		}
 	}()
 	v, rep = readLayer(f.ctx, f.key, c.readL2)
@@ -693,10 +695,10 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 	return load(ctx)
 }
 
-// store writes a loaded value into L1 now and returns what writes it into
-// L2 through the Offload and announces the key to the other caches, which
-// the flight calls once its callers have their answer (nil when there is
-// nothing to write). Neither write happens if the key was written or
+// store writes a loaded value into L1 now, and hands its L2 write (which
+// also announces the key to the other caches) to the Offload through
+// followUp, returning what the flight runs once its callers have their
+// answer (nil when there is nothing left to run). Neither write happens if the key was written or
 // invalidated since gen was taken (that write is newer than what the load
 // read), nor once f is abandoned (a fresh flight of the key may have
 // written a newer value).
@@ -721,14 +723,10 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	c.flights.mu.Lock()
 	f.pendingL2 = true
 	c.flights.mu.Unlock()
-	return func() {
-		if !c.goBackgroundHere(ctx, OffloadKindWriteL2, func(ctx context.Context) {
-			defer c.landed(f)
-			c.copyOneToL2(ctx, f, v, gen)
-		}) {
-			c.landed(f)
-		}
-	}
+	return c.followUp(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+		defer c.landed(f)
+		c.copyOneToL2(ctx, f, v, gen)
+	}, func() { c.landed(f) })
 }
 
 // copyOneToL2 is copyToL2 for the value v of one flight f: it writes v

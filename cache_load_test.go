@@ -603,12 +603,12 @@ func TestGetOrLoadStartsAfreshAfterEveryWaiterLeft(t *testing.T) {
 	})
 }
 
-// Under SequentialReadPolicy the caller that starts a flight reads L2
-// itself, with its own ctx, when that ctx has no deadline or one that leaves
-// room for L2Timeout; otherwise the read runs on a goroutine of the
-// flight's. Either way a caller returns when its ctx ends and the others get
-// the L2 value without a load: a read cut short by its caller's
-// cancellation starts over for them.
+// The caller that starts a flight reads L2 itself (on the goroutine its
+// policy reads L2 on), with its own ctx, when that ctx has no deadline or
+// one that leaves room for L2Timeout; otherwise the read runs on a
+// goroutine of the flight's. Either way a caller returns when its ctx ends
+// and the others get the L2 value without a load: a read cut short by its
+// caller's cancellation starts over for them.
 func TestGetOrLoadFirstCallerReadsL2(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -624,9 +624,9 @@ func TestGetOrLoadFirstCallerReadsL2(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
 				l1, l2 := newFakeBackend(), newFakeBackend()
-				c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{L2Timeout: tt.l2Timeout})
+				c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, L2Timeout: tt.l2Timeout})
 				l2.put("k", tiercache.CacheValue[string]{Data: "from-l2"})
 				gate, open := loadGate(t)
 				l2.configure(func(b *fakeBackend) { b.gate = gate })

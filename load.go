@@ -22,7 +22,8 @@ import (
 // deadline passes), and each caller returns as soon as its own ctx ends, with
 // ctx's error. A caller arriving after every waiter has gone starts afresh.
 //
-// Under SequentialReadPolicy the first caller runs the shared L2 read itself,
+// The first caller runs the shared L2 read itself (on its own goroutine
+// under SequentialReadPolicy, on the one its policy reads L2 on otherwise),
 // with its own ctx, when that ctx has no deadline or one that leaves room
 // for the whole L2Timeout (the read then ends before the caller's deadline
 // can cut it short for the others), which spares two goroutine hand-offs
@@ -512,12 +513,16 @@ type loadCall[T any] struct {
 // error, as a *loadError).
 func (lc *loadCall[T]) readL2(ctx context.Context, key string) (*CacheValue[T], error) {
 	c := lc.c
-	f, joined := c.joinRead(ctx, key, nil, false) // the policy decides whether to load
+	inline := c.canReadInline(ctx)
+	f, joined := c.joinRead(ctx, key, nil, inline) // the policy decides whether to load
 	if f == nil {
 		return c.readL2Direct(ctx, key)
 	}
 	lc.joined.Store(joined)
 	defer lc.keep(f)
+	if !joined && inline {
+		c.readInline(ctx, f) // on the goroutine the policy reads L2 on
+	}
 	var v *CacheValue[T]
 	var err error
 	if f.l2Done != nil { // a flight that loads only has no L2 read to wait for

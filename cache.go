@@ -364,31 +364,63 @@ func (c *Cache[T]) l1Copy(v CacheValue[T], now time.Time) CacheValue[T] {
 // refill copies v, read from L2, into L1 in the background, unless the key
 // has been written since gen was taken.
 func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen keyguard.Ticket) {
-	if task := c.refillTask(key, v, gen); task != nil {
-		c.goBackground(ctx, OffloadKindRefill, task)
+	j := c.newRefill(ctx, key, v, gen)
+	if j == nil {
+		return
+	}
+	if !c.bg.Add() {
+		c.rejected(OffloadKindRefill)
+		return
+	}
+	if !c.off.Go(OffloadKindRefill, j.run) {
+		c.bg.Done()
+		c.rejected(OffloadKindRefill)
 	}
 }
 
-// refillTask is the background task of a refill of key with v, checked
-// against gen; nil when the cache does not refill.
-func (c *Cache[T]) refillTask(key string, v *CacheValue[T], gen keyguard.Ticket) func(ctx context.Context) {
+// refillJob is one refill: the L1 copy of a value read from L2, the ticket
+// it is checked against, and, in the same allocation, the ctx its task
+// runs with.
+type refillJob[T any] struct {
+	c      *Cache[T]
+	key    string
+	v      CacheValue[T]
+	gen    keyguard.Ticket
+	values context.Context // the reader's, for its values (trace IDs)
+	ctx    readctx.Pair    // values' values, the task's lifetime
+}
+
+// newRefill returns the refill of key with v, read by a reader with ctx and
+// checked against gen; nil when the cache does not refill.
+func (c *Cache[T]) newRefill(ctx context.Context, key string, v *CacheValue[T], gen keyguard.Ticket) *refillJob[T] {
 	if c.opts.Refill == RefillNever {
 		return nil
 	}
-	l1v := c.l1Copy(*v, time.Now())
-	return func(ctx context.Context) {
-		var err error
-		if !c.guard.WriteIf(key, gen, keyguard.Copy, func() { err = c.setL1IfTrusted(ctx, key, l1v) }) {
-			c.stats.refillsSkipped.Add(1)
-			return
-		}
-		if err != nil {
-			c.writeFailed(ctx, L1, err)
-			return
-		}
-		c.stats.refills.Add(1)
-		c.observe(ctx, Event{Kind: EventRefill, Keys: 1})
+	return &refillJob[T]{c: c, key: key, v: c.l1Copy(*v, time.Now()), gen: gen, values: ctx}
+}
+
+// run is the refill as a task of the cache's Offload, counted by refill.
+func (j *refillJob[T]) run(taskCtx context.Context) {
+	defer j.c.bg.Done()
+	j.ctx.Set(j.values, taskCtx)
+	j.write(&j.ctx)
+}
+
+// write copies the value into L1 unless the key was written since the
+// ticket was taken, and counts what it did.
+func (j *refillJob[T]) write(ctx context.Context) {
+	c := j.c
+	var err error
+	if !c.guard.WriteIf(j.key, j.gen, keyguard.Copy, func() { err = c.setL1IfTrusted(ctx, j.key, j.v) }) {
+		c.stats.refillsSkipped.Add(1)
+		return
 	}
+	if err != nil {
+		c.writeFailed(ctx, L1, err)
+		return
+	}
+	c.stats.refills.Add(1)
+	c.observe(ctx, Event{Kind: EventRefill, Keys: 1})
 }
 
 // goBackground hands task to the Offload, counted so that Close waits for

@@ -592,8 +592,8 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 		c.recordRead(f.ctx, L2, rep)
 		var refill func() // the refill of a hit, once the callers have it
 		if v != nil {
-			if task := c.refillTask(f.key, v, gen); task != nil {
-				refill = c.followUp(f.ctx, OffloadKindRefill, task, nil)
+			if j := c.newRefill(f.ctx, f.key, v, gen); j != nil {
+				refill = c.followUp(f.ctx, OffloadKindRefill, j.write, nil)
 			}
 		}
 		c.flights.mu.Lock()

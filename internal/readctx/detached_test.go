@@ -35,3 +35,18 @@ func TestDetached(t *testing.T) {
 	require.ErrorIs(t, d.Err(), context.Canceled)
 	require.ErrorIs(t, derived.Err(), context.Canceled)
 }
+
+func TestPairSet(t *testing.T) {
+	type key struct{}
+	values := context.WithValue(context.Background(), key{}, "trace")
+	life, cancel := context.WithCancel(context.Background())
+	var holder struct{ ctx Pair }
+	holder.ctx.Set(values, life)
+	var d context.Context = &holder.ctx
+
+	require.Equal(t, "trace", d.Value(key{}))
+	require.NoError(t, d.Err())
+	cancel()
+	<-d.Done()
+	require.ErrorIs(t, d.Err(), context.Canceled)
+}

@@ -70,7 +70,10 @@ type Options[T any] struct {
 	// caller's ctx.
 	L1Timeout time.Duration
 	// L2Timeout is the deadline of each L2 operation. Zero: none beyond the
-	// caller's ctx.
+	// caller's ctx. It also decides where GetOrLoad's shared L2 read runs:
+	// on the goroutine of the caller that starts it when that caller's ctx
+	// has no deadline or one at least L2Timeout away, on a goroutine of its
+	// own otherwise (see GetOrLoad).
 	L2Timeout time.Duration
 	// Invalidator keeps the L1s of caches sharing L2 data coherent: every
 	// Set, Delete, load and refresh of this cache is announced, and the keys

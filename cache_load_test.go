@@ -145,6 +145,20 @@ func awaitLoad(t *testing.T, ch <-chan loadResult) loadResult {
 	return await(t, ch, "GetOrLoad")
 }
 
+// leaveAtOnce starts a GetOrLoad of key, lets everything it started settle,
+// cancels its ctx and checks that it returned at once with context.Canceled.
+// Call it in a bubble.
+func leaveAtOnce(t *testing.T, c *tiercache.Cache[string], key string, load func(context.Context) (string, error)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gone := goGetOrLoad(t, ctx, c, key, load)
+	synctest.Wait()
+	cancel()
+	synctest.Wait()
+	require.ErrorIs(t, loadResultNow(t, gone).err, context.Canceled)
+}
+
 // loadResultNow returns the result of a GetOrLoad that must have returned
 // already.
 func loadResultNow(t *testing.T, ch <-chan loadResult) loadResult {
@@ -583,13 +597,7 @@ func TestGetOrLoadStartsAfreshAfterEveryWaiterLeft(t *testing.T) {
 			return "abandoned", nil
 		})
 
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		gone := goGetOrLoad(t, ctx, c, "k", loader.load)
-		synctest.Wait()
-		cancel()
-		synctest.Wait()
-		require.ErrorIs(t, loadResultNow(t, gone).err, context.Canceled)
+		leaveAtOnce(t, c, "k", loader.load)
 
 		r := awaitLoad(t, goGetOrLoad(t, context.Background(), c, "k", loader.load))
 		require.NoError(t, r.err)
@@ -682,13 +690,7 @@ func TestGetOrLoadFirstCallerLeavingAloneEndsItsRead(t *testing.T) {
 		l2.configure(func(b *fakeBackend) { b.gate = gate })
 		loader := countLoads(func(context.Context, int) (string, error) { return "loaded", nil })
 
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		first := goGetOrLoad(t, ctx, c, "k", loader.load)
-		synctest.Wait()
-		cancel()
-		synctest.Wait()
-		require.ErrorIs(t, loadResultNow(t, first).err, context.Canceled)
+		leaveAtOnce(t, c, "k", loader.load)
 		require.EqualValues(t, 1, c.Stats().L2.Abandoned)
 		require.Zero(t, c.Stats().L2.Failures, "a read its caller left is not an L2 failure")
 

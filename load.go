@@ -188,12 +188,18 @@ func (c *Cache[T]) readInline(ctx context.Context, f *flight[T]) {
 }
 
 // answerL2 records the outcome of f's inline L2 read and wakes the callers
-// waiting for it; a hit answers f.
+// waiting for it.
 func (c *Cache[T]) answerL2(ctx context.Context, f *flight[T], v *CacheValue[T], rep LayerReport) {
 	c.recordRead(ctx, L2, rep)
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
-	f.l2Value, f.l2Err = v, rep.Err
+	c.settleL2Locked(f, v, rep.Err)
+}
+
+// settleL2Locked gives f's L2 read its outcome and wakes the callers
+// waiting for it; a hit answers f. Called with the group's lock held.
+func (c *Cache[T]) settleL2Locked(f *flight[T], v *CacheValue[T], err error) {
+	f.l2Value, f.l2Err = v, err
 	close(f.l2Done)
 	if v != nil {
 		c.resolveLocked(f, v, nil)
@@ -215,8 +221,7 @@ func (c *Cache[T]) abandonInline(ctx context.Context, f *flight[T], rep LayerRep
 		c.workers.Go(func() { c.runL2(f) })
 		return
 	}
-	f.l2Err = rep.Err
-	close(f.l2Done)
+	c.settleL2Locked(f, nil, rep.Err)
 	err := ctx.Err()
 	if others {
 		err = ErrClosed
@@ -325,17 +330,15 @@ func (c *Cache[T]) registerFlight(ctx context.Context, key string) *flight[T] {
 }
 
 // flightCtxLocked gives f its ctx unless it has one: the values of the
-// caller that started it, ended by Close's deadline, and at once when every
-// caller has already left. Called with the group's lock held.
+// caller that started it, ended when every caller has left (see leave) or
+// by Close's deadline. It is called for a flight some caller still holds.
+// Called with the group's lock held.
 func (c *Cache[T]) flightCtxLocked(f *flight[T]) {
 	if f.ctx != nil {
 		return
 	}
 	life, cancel := context.WithCancel(c.closeCtx)
 	f.ctx, f.cancel = readctx.Detached(f.values, life), cancel
-	if f.refs == 0 {
-		cancel()
-	}
 }
 
 // resolveLocked gives f its answer and removes it from the group. Called
@@ -597,12 +600,10 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 			}
 		}
 		c.flights.mu.Lock()
-		f.l2Value, f.l2Err = v, rep.Err
-		close(f.l2Done)
+		c.settleL2Locked(f, v, rep.Err)
 		var load func(context.Context) (T, error)
 		switch {
-		case v != nil:
-			c.resolveLocked(f, v, nil)
+		case v != nil: // answered by settleL2Locked
 		case f.refs == 0:
 			c.resolveLocked(f, nil, context.Canceled)
 		case returned && f.load != nil && !f.loading && !f.resolved:
@@ -703,10 +704,10 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 // store writes a loaded value into L1 now, and hands its L2 write (which
 // also announces the key to the other caches) to the Offload through
 // followUp, returning what the flight runs once its callers have their
-// answer (nil when there is nothing left to run). Neither write happens if the key was written or
-// invalidated since gen was taken (that write is newer than what the load
-// read), nor once f is abandoned (a fresh flight of the key may have
-// written a newer value).
+// answer (nil when there is nothing left to run). Neither write happens if
+// the key was written or invalidated since gen was taken (that write is
+// newer than what the load read), nor once f is abandoned (a fresh flight
+// of the key may have written a newer value).
 func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now time.Time) (toL2 func()) {
 	ctx := context.WithoutCancel(f.ctx)
 	var err error

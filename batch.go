@@ -612,8 +612,9 @@ func pick(keys []string, idx []int) []string {
 }
 
 // refillMany copies vals[i], read from L2, for each index in idx into L1 in
-// one background batch, skipping the keys written or invalidated since
-// their ticket was taken.
+// one batch, skipping the keys written or invalidated since their ticket
+// was taken: under RefillInline now, on the caller's goroutine, while ctx
+// lasts; otherwise in the background.
 func (c *Cache[T]) refillMany(ctx context.Context, keys []string, vals []*CacheValue[T], tickets []keyguard.Ticket, idx []int) {
 	if c.opts.Refill == RefillNever || len(idx) == 0 {
 		return
@@ -625,7 +626,7 @@ func (c *Cache[T]) refillMany(ctx context.Context, keys []string, vals []*CacheV
 	for j, i := range idx {
 		rv[j], rt[j] = c.l1Copy(*vals[i], now), tickets[i]
 	}
-	c.goBackground(ctx, OffloadKindRefill, func(ctx context.Context) {
+	write := func(ctx context.Context) {
 		var err error
 		ok := c.guard.WriteManyIf(rk, rt, keyguard.Copy, func(ok []int) {
 			k, v := pickValues(rk, rv, ok)
@@ -640,7 +641,12 @@ func (c *Cache[T]) refillMany(ctx context.Context, keys []string, vals []*CacheV
 		if len(ok) > 0 {
 			c.observe(ctx, Event{Kind: EventRefill, Keys: len(ok)})
 		}
-	})
+	}
+	if c.refillsInline(ctx) {
+		write(ctx)
+		return
+	}
+	c.goBackground(ctx, OffloadKindRefill, write)
 }
 
 func pickValues[T any](keys []string, vals []CacheValue[T], idx []int) ([]string, []CacheValue[T]) {
@@ -809,13 +815,20 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 	if withL2 {
 		l2 := c.readLayerMany(b.ctx, L2, keys)
 		var hits []int
+		for i, v := range l2.vals {
+			if v != nil {
+				hits = append(hits, i)
+			}
+		}
+		// Before the callers wake: under RefillInline, L1 holds the hits
+		// when they return.
+		c.refillMany(b.ctx, keys, l2.vals, tickets, hits)
 		missing, missingTickets = nil, nil
 		c.flights.mu.Lock()
 		for i, f := range owned {
 			f.l2Value, f.l2Err = l2.vals[i], l2.errs[i]
 			close(f.l2Done)
 			if v := l2.vals[i]; v != nil {
-				hits = append(hits, i)
 				c.resolveLocked(f, v, nil)
 			} else {
 				f.loading = true
@@ -824,7 +837,6 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 			}
 		}
 		c.flights.mu.Unlock()
-		c.refillMany(b.ctx, keys, l2.vals, tickets, hits)
 	}
 	if len(missing) == 0 {
 		return

@@ -361,11 +361,16 @@ func (c *Cache[T]) l1Copy(v CacheValue[T], now time.Time) CacheValue[T] {
 	return v
 }
 
-// refill copies v, read from L2, into L1 in the background, unless the key
-// has been written since gen was taken.
+// refill copies v, read from L2, into L1, unless the key was written since
+// gen was taken: under RefillInline now, on the caller's goroutine, while
+// ctx lasts; otherwise in the background.
 func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen keyguard.Ticket) {
 	j := c.newRefill(ctx, key, v, gen)
 	if j == nil {
+		return
+	}
+	if c.refillsInline(ctx) {
+		j.write(ctx)
 		return
 	}
 	if !c.bg.Add() {
@@ -376,6 +381,12 @@ func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen
 		c.bg.Done()
 		c.rejected(OffloadKindRefill)
 	}
+}
+
+// refillsInline reports whether a refill for a reader with ctx is written
+// on the reader's goroutine: under RefillInline while ctx lasts.
+func (c *Cache[T]) refillsInline(ctx context.Context) bool {
+	return c.opts.Refill == RefillInline && ctx.Err() == nil
 }
 
 // refillJob is one refill: the L1 copy of a value read from L2, the ticket

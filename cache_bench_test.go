@@ -107,20 +107,25 @@ func BenchmarkCacheGetOrLoadMiss(b *testing.B) {
 
 // BenchmarkCacheGetOrLoadL2Hit measures the cache's own cost of a
 // GetOrLoad that misses L1 and hits L2: the flight, the L2 read and the
-// refill of L1 through the Offload, with layers that answer at once.
+// refill of L1, with layers that answer at once; refill=always hands the
+// refill to the Offload, refill=inline writes it before returning.
 func BenchmarkCacheGetOrLoadL2Hit(b *testing.B) {
-	ctx := context.Background()
-	l2 := readOnlyBackend{"key": {Data: "value", Expire: time.Now().Add(time.Hour)}}
-	c, err := tiercache.New[string](missBackend{}, l2, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Close(ctx) })
-	load := func(context.Context) (string, error) { return "loaded", nil }
-	b.ReportAllocs()
-	for b.Loop() {
-		if v, err := c.GetOrLoad(ctx, "key", load); err != nil || v != "value" {
-			b.Fatal(v, err)
-		}
+	for _, refill := range []tiercache.RefillPolicy{tiercache.RefillAlways, tiercache.RefillInline} {
+		b.Run("refill="+refill.String(), func(b *testing.B) {
+			ctx := context.Background()
+			l2 := readOnlyBackend{"key": {Data: "value", Expire: time.Now().Add(time.Hour)}}
+			c, err := tiercache.New[string](missBackend{}, l2, &tiercache.Options[string]{Refill: refill})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close(ctx) })
+			load := func(context.Context) (string, error) { return "loaded", nil }
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, err := c.GetOrLoad(ctx, "key", load); err != nil || v != "value" {
+					b.Fatal(v, err)
+				}
+			}
+		})
 	}
 }

@@ -42,7 +42,8 @@
 // # Background work
 //
 // Work that must not delay the caller (finishing an abandoned read, refilling
-// L1, refreshing a stale value) goes through an [Offload]. [OffloadPool] is
+// L1 unless [RefillInline] says otherwise, refreshing a stale value) goes
+// through an [Offload]. [OffloadPool] is
 // the bounded implementation: it runs at most a fixed number of tasks at
 // once, queues a bounded number more and sheds the rest, so a slow L2 can
 // never grow the goroutine count without bound.

@@ -596,7 +596,11 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 		var refill func() // the refill of a hit, once the callers have it
 		if v != nil {
 			if j := c.newRefill(f.ctx, f.key, v, gen); j != nil {
-				refill = c.followUp(f.ctx, OffloadKindRefill, j.write, nil)
+				if c.refillsInline(f.ctx) {
+					j.write(f.ctx) // before the callers have the value
+				} else {
+					refill = c.followUp(f.ctx, OffloadKindRefill, j.write, nil)
+				}
 			}
 		}
 		c.flights.mu.Lock()

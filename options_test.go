@@ -47,7 +47,7 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{name: "TTLJitter above 1", opts: tiercache.Options[string]{TTLJitter: 1.5}, field: "TTLJitter"},
 		{name: "TTLJitter NaN", opts: tiercache.Options[string]{TTLJitter: math.NaN()}, field: "TTLJitter"},
 		{name: "TTLJitter +Inf", opts: tiercache.Options[string]{TTLJitter: math.Inf(1)}, field: "TTLJitter"},
-		{name: "unknown Refill", opts: tiercache.Options[string]{Refill: tiercache.RefillNever + 1}, field: "Refill"},
+		{name: "unknown Refill", opts: tiercache.Options[string]{Refill: tiercache.RefillInline + 1}, field: "Refill"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +69,7 @@ func TestNewAcceptsEdgeOptions(t *testing.T) {
 		{name: "zero value"},
 		{name: "TTLJitter just under 1", opts: tiercache.Options[string]{TTLJitter: math.Nextafter(1, 0)}},
 		{name: "RefillNever", opts: tiercache.Options[string]{Refill: tiercache.RefillNever}},
+		{name: "RefillInline", opts: tiercache.Options[string]{Refill: tiercache.RefillInline}},
 		{name: "every duration set", opts: tiercache.Options[string]{
 			DefaultTTL:  time.Hour,
 			StaleAfter:  time.Minute,

@@ -32,8 +32,8 @@ type Stats struct {
 	Refreshes uint64
 	// NegativeHits counts reads answered by a remembered absence.
 	NegativeHits uint64
-	// WriteErrors counts background writes (refills, the L2 write of a
-	// loaded value) that failed.
+	// WriteErrors counts the writes no caller sees fail (refills, inline or
+	// in the background, and the L2 write of a loaded value) that failed.
 	WriteErrors uint64
 	// OffloadRejected counts background work the Offload refused, and which
 	// was therefore not done.

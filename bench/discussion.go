@@ -28,8 +28,8 @@ func discussion(byID map[string][]summary, env environment) string {
 			"Redis round trip and, on a Redis miss, a 1 ms load. On an L1 miss the first caller of a key reads Redis itself and " +
 			"the concurrent callers of the key wait for its read (a caller whose deadline is nearer than L2Timeout leaves the read " +
 			"to a pooled goroutine instead, so that it can leave at its deadline while the others wait); the load of a key Redis " +
-			"lacks runs on a pooled goroutine, which then writes the value to Redis in a slot of the OffloadPool, and the refill " +
-			"of an L2 hit goes to the OffloadPool. The peers read Redis and load on the caller's goroutine. The CPU/op column " +
+			"lacks runs on a pooled goroutine, which then writes the value to Redis in a slot of the OffloadPool; the L1 copy of " +
+			"an L2 hit is written before the call returns (RefillInline). The peers read Redis and load on the caller's goroutine. The CPU/op column " +
 			"gives each library's CPU time per call; `go run . -profile DIR` writes the CPU profiles that show where it goes. ")
 		p("ParallelReadPolicy reads Redis on every call, local hit or not (Redis cmds/op near 1 against about 0.2 for the others), " +
 			"so it runs at the rate of Redis round trips; that is its purpose (the fresher of the two copies wins), not a defect. " +
@@ -47,8 +47,8 @@ func discussion(byID map[string][]summary, env environment) string {
 		p("%s. Every library sends one GET per local miss (GET/op ≈ 0.9); the difference is CPU per call on a machine whose two "+
 			"CPUs also run redis-server. go-redis/cache decodes msgpack on the caller's goroutine and copies the bytes into TinyLFU; "+
 			"sturdyc decodes its JSON record on the caller's goroutine; tiercache decodes JSON (`encoding/json` is the slowest of the "+
-			"three codecs) on the caller's goroutine too, then refills L1 on an OffloadPool worker, so each L2 hit costs a goroutine "+
-			"hand-off, a flight (two channels, a map entry), an L2 deadline (a timer) and a key-guard ticket on top of the GET. ",
+			"three codecs) on the caller's goroutine too and copies the value into otter there (RefillInline); each L2 hit also "+
+			"costs a flight (two channels, a map entry), an L2 deadline (a timer) and a key-guard ticket on top of the GET. ",
 			strings.Join(parts, "; "))
 		if ap := experimentRows(ss); ap != "" {
 			p("The experiment rows batch the Redis commands of concurrent callers (each library over go-redis's AutoPipeliner): %s. ", ap)

@@ -29,8 +29,8 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 		Label:  "tiercache " + label,
 		Family: familyTiercache,
 		Settings: "otterstore L1 (`MaximumSize: 10_000`), redisstore L2 (JSON codec, the default), " +
-			"`Options{ReadPolicy: " + policyName + ", DefaultTTL: 1h, L2Timeout: 100ms}`, every other option at its default " +
-			"(its own OffloadPool: 64 tasks, 1,024 queued; RefillAlways; SequentialWritePolicy)",
+			"`Options{ReadPolicy: " + policyName + ", DefaultTTL: 1h, L2Timeout: 100ms, Refill: RefillInline}` (the refill its README " +
+			"gives for an in-process L1), every other option at its default (its own OffloadPool: 64 tasks, 1,024 queued; SequentialWritePolicy)",
 		New: func(cfg libConfig) (Library, error) {
 			client := newRedisClient(cfg)
 			return newTiercache(cfg, client, client, policy, 0)
@@ -97,6 +97,7 @@ func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalC
 		ReadPolicy: p,
 		DefaultTTL: cfg.TTL,
 		L2Timeout:  tiercacheL2Timeout,
+		Refill:     tiercache.RefillInline,
 	})
 	if err != nil {
 		_ = l2.Close(context.Background())

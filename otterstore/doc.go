@@ -37,4 +37,9 @@
 // Every operation that takes a ctx returns an error wrapping ctx's error,
 // without doing the work, when ctx has already ended; otherwise it does not
 // block, so ctx is not consulted again.
+//
+// Since a Set never blocks, a Cache over a Store can copy its L2 hits into
+// it on the reader's goroutine: set [tiercache.Options.Refill] to
+// [tiercache.RefillInline] to save a hand-off to the Cache's Offload on
+// every L2 hit.
 package otterstore

@@ -49,9 +49,10 @@ func Example() {
 	}
 	cache, err := tiercache.New(l1, l2, &tiercache.Options[User]{
 		DefaultTTL:  10 * time.Minute,
-		StaleAfter:  time.Minute,           // refreshed in the background after a minute
-		NegativeTTL: 30 * time.Second,      // "no such user" is remembered too
-		L2Timeout:   50 * time.Millisecond, // a slow Redis costs at most this
+		StaleAfter:  time.Minute,            // refreshed in the background after a minute
+		NegativeTTL: 30 * time.Second,       // "no such user" is remembered too
+		L2Timeout:   50 * time.Millisecond,  // a slow Redis costs at most this
+		Refill:      tiercache.RefillInline, // otter's Set is cheap: copy L2 hits into it before returning
 	})
 	if err != nil {
 		panic(err)

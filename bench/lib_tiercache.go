@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,8 +45,9 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 func tiercacheCoalescedKind() libraryKind {
 	k := tiercacheKind("Sequential", "sequential", tiercacheSequential)
 	k.Name, k.Label = nameSequentialCoalesced, "tiercache sequential +CoalesceGets"
-	k.Settings += "; redisstore with `Options{CoalesceGets: 8}`: concurrent Gets share MGETs, 8 dispatchers, up to 128 keys a " +
-		"batch, no batching window (a batch is what queued while the dispatchers were busy)"
+	k.Settings += fmt.Sprintf("; redisstore with `Options{CoalesceGets: %d}` (SuggestedCoalesceGets): concurrent Gets share MGETs, "+
+		"%d dispatchers, up to 128 keys a batch, no batching window (a batch is what queued while the dispatchers were busy)",
+		redisstore.SuggestedCoalesceGets, redisstore.SuggestedCoalesceGets)
 	k.New = func(cfg libConfig) (Library, error) {
 		client := newRedisClient(cfg)
 		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.SuggestedCoalesceGets)

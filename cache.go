@@ -34,8 +34,8 @@ const (
 // Options. It is safe for concurrent use. Create it with New and release it
 // with Close.
 //
-// Reads go through the ReadPolicy; an L2 hit is copied into L1 in the
-// background (see RefillPolicy). Writes go through the WritePolicy. GetOrLoad
+// Reads go through the ReadPolicy; an L2 hit is copied into L1, in the
+// background or before the read returns (see RefillPolicy). Writes go through the WritePolicy. GetOrLoad
 // adds the origin behind both layers, with one load per key at a time. When
 // L2 is slow or down, reads and loads degrade to L1 and the origin, and the
 // failures are counted in Stats instead of failing the caller.

@@ -161,7 +161,8 @@ func (c *Cache[T]) canReadInline(ctx context.Context) bool {
 
 // readInline runs the L2 read of flight f, which its caller has just
 // started, on the caller's goroutine and with the caller's ctx, and answers
-// f as runL2 does; the refill of a hit goes to the Offload. When ctx ends
+// f as runL2 does; the refill of a hit is written first under RefillInline,
+// handed to the Offload otherwise. When ctx ends
 // before the read does, the read is reported abandoned and, if other
 // callers wait for f, handed over to a goroutine of f's own that reads
 // again; if none waits, f ends with ctx's error.
@@ -169,21 +170,22 @@ func (c *Cache[T]) readInline(ctx context.Context, f *flight[T]) {
 	gen := c.guard.Ticket(f.key)
 	f.since, f.hasSince = gen, true
 	v, rep := (*CacheValue[T])(nil), goexitReport
-	returned := false // readLayer returned: the reader did not call runtime.Goexit
+	answered := false // false in the deferred call only after runtime.Goexit
 	defer func() {
-		if !returned {
-			c.answerL2(ctx, f, nil, rep)
+		if !answered { // v is nil unless the Goexit came from L1's Set in an inline refill
+			c.answerL2(ctx, f, v, rep)
 		}
 	}()
 	v, rep = readLayer(ctx, f.key, c.readL2)
-	returned = true
 	if rep.Status == StatusFailed && ctx.Err() != nil {
+		answered = true
 		c.abandonInline(ctx, f, rep)
 		return
 	}
-	if v != nil { // handed over before the waiting callers wake, as runL2 does
+	if v != nil { // written or handed over before the waiting callers wake, as runL2 does
 		c.refill(ctx, f.key, v, gen)
 	}
+	answered = true
 	c.answerL2(ctx, f, v, rep)
 }
 
@@ -578,7 +580,8 @@ func (lc *loadCall[T]) finish() {
 }
 
 // runL2 is a flight's L2 read. A hit answers the flight and is refilled
-// into L1, once for every caller that shared it; a miss leaves the flight
+// into L1, once for every caller that shared it (under RefillInline before
+// they have the value, otherwise after); a miss leaves the flight
 // open for a load, which the same goroutine then runs when the flight has
 // a loader of its own (see flight.load).
 func (c *Cache[T]) runL2(f *flight[T]) {
@@ -588,19 +591,16 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 	var v *CacheValue[T]
 	rep := goexitReport
 	returned := false // readLayer returned: the reader did not call runtime.Goexit
+	refilled := false // the hit's inline refill was written, or called runtime.Goexit
 	defer func() {
 		if rep.Status == StatusFailed && f.ctx.Err() != nil {
 			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
 		}
 		c.recordRead(f.ctx, L2, rep)
 		var refill func() // the refill of a hit, once the callers have it
-		if v != nil {
+		if v != nil && !refilled {
 			if j := c.newRefill(f.ctx, f.key, v, gen); j != nil {
-				if c.refillsInline(f.ctx) {
-					j.write(f.ctx) // before the callers have the value
-				} else {
-					refill = c.followUp(f.ctx, OffloadKindRefill, j.write, nil)
-				}
+				refill = c.followUp(f.ctx, OffloadKindRefill, j.write, nil)
 			}
 		}
 		c.flights.mu.Lock()
@@ -629,6 +629,15 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 	}()
 	v, rep = readLayer(f.ctx, f.key, c.readL2)
 	returned = true
+	// Under RefillInline, before the callers have the value; here rather
+	// than in the deferred call, so that a Goexit in L1's Set still lets
+	// that call answer them.
+	if v != nil && c.refillsInline(f.ctx) {
+		refilled = true
+		if j := c.newRefill(f.ctx, f.key, v, gen); j != nil {
+			j.write(f.ctx)
+		}
+	}
 }
 
 // startLoadLocked starts f's load unless it has started or f is answered.

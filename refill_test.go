@@ -3,9 +3,12 @@ package tiercache_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -175,6 +178,63 @@ func TestRefillInlineL1WriteFails(t *testing.T) {
 			require.True(t, slices.ContainsFunc(events, func(e tiercache.Event) bool {
 				return e.Kind == tiercache.EventWriteFailed && e.Layer == tiercache.L1
 			}), "the failed copy is reported")
+		})
+	}
+}
+
+// A runtime.Goexit in L1's Set during an inline refill ends the goroutine
+// that called it, never the answer of the callers sharing the read: they
+// get the value L2 gave, without a load.
+func TestRefillInlineGoexitInL1Set(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration // of the first caller; 0: none
+	}{
+		{"first caller reads L2", 0},
+		{"flight reads L2", time.Minute}, // nearer than L2Timeout
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				gate, open := loadGate(t)
+				var gets, sets atomic.Int32
+				l2 := &hookedBackend{fakeBackend: newFakeBackend(), afterGet: func(context.Context) error {
+					if gets.Add(1) == 1 {
+						<-gate
+					}
+					return nil
+				}}
+				l2.put("k", tiercache.CacheValue[string]{Data: "v"})
+				l1 := &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(context.Context) error {
+					if sets.Add(1) == 1 {
+						runtime.Goexit()
+					}
+					return nil
+				}}
+				c := newLoadTestCacheOver(t, l1, l2, &tiercache.Options[string]{Refill: tiercache.RefillInline, L2Timeout: time.Hour})
+				loader := countLoads(func(context.Context, int) (string, error) { return "loaded", nil })
+
+				ctx := context.Background()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+				first := make(chan struct{})
+				go func() {
+					defer close(first)
+					_, _ = c.GetOrLoad(ctx, "k", loader.load)
+				}()
+				synctest.Wait()
+				other := goGetOrLoad(t, context.Background(), c, "k", loader.load)
+				synctest.Wait()
+				open()
+				<-first
+				r := awaitLoad(t, other)
+				require.NoError(t, r.err)
+				require.Equal(t, "v", r.v)
+				require.Zero(t, loader.n())
+				require.Equal(t, int32(1), gets.Load(), "one L2 read for both callers")
+			})
 		})
 	}
 }

@@ -365,12 +365,12 @@ func (c *Cache[T]) l1Copy(v CacheValue[T], now time.Time) CacheValue[T] {
 // gen was taken: under RefillInline now, on the caller's goroutine, while
 // ctx lasts; otherwise in the background.
 func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen keyguard.Ticket) {
-	j := c.newRefill(ctx, key, v, gen)
-	if j == nil {
+	if c.refillsInline(ctx) {
+		c.writeRefill(ctx, key, c.l1Copy(*v, time.Now()), gen)
 		return
 	}
-	if c.refillsInline(ctx) {
-		j.write(ctx)
+	j := c.newRefill(ctx, key, v, gen)
+	if j == nil {
 		return
 	}
 	if !c.bg.Add() {
@@ -417,12 +417,14 @@ func (j *refillJob[T]) run(taskCtx context.Context) {
 	j.write(&j.ctx)
 }
 
-// write copies the value into L1 unless the key was written since the
-// ticket was taken, and counts what it did.
-func (j *refillJob[T]) write(ctx context.Context) {
-	c := j.c
+// write is the refill's writeRefill.
+func (j *refillJob[T]) write(ctx context.Context) { j.c.writeRefill(ctx, j.key, j.v, j.gen) }
+
+// writeRefill copies v, the L1 copy of a value read from L2, into L1 unless
+// key was written since gen was taken, and counts what it did.
+func (c *Cache[T]) writeRefill(ctx context.Context, key string, v CacheValue[T], gen keyguard.Ticket) {
 	var err error
-	if !c.guard.WriteIf(j.key, j.gen, keyguard.Copy, func() { err = c.setL1IfTrusted(ctx, j.key, j.v) }) {
+	if !c.guard.WriteIf(key, gen, keyguard.Copy, func() { err = c.setL1IfTrusted(ctx, key, v) }) {
 		c.stats.refillsSkipped.Add(1)
 		return
 	}

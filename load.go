@@ -634,9 +634,7 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 	// that call answer them.
 	if v != nil && c.refillsInline(f.ctx) {
 		refilled = true
-		if j := c.newRefill(f.ctx, f.key, v, gen); j != nil {
-			j.write(f.ctx)
-		}
+		c.writeRefill(f.ctx, f.key, c.l1Copy(*v, time.Now()), gen)
 	}
 }
 

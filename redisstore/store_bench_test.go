@@ -208,8 +208,9 @@ func (c *recordClient) Process(_ context.Context, cmd redis.Cmder) error {
 
 // BenchmarkCacheL2Hit measures a Cache's GetOrLoad on an L1 miss and an L2
 // hit over a real Redis: the flight, the Store's Get and its decoding, the
-// refill; 8 callers on distinct keys, each key in Redis, and an L1 that
-// never holds anything, so that every call reads L2. path=coalesced is the
+// refill (RefillInline, as for an in-process L1); 8 callers on distinct
+// keys, each key in Redis, and an L1 that never holds anything, so that
+// every call reads L2. path=coalesced is the
 // Store with Options.CoalesceGets = SuggestedCoalesceGets. path=floor is
 // the least a two-tier read can do on the same traffic: go-redis's GET of a
 // plain JSON value, json.Unmarshal, and a copy into a mutex-guarded map,
@@ -265,7 +266,7 @@ func BenchmarkCacheL2Hit(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			c, err := tiercache.New[user](nowhere[user]{}, s, &tiercache.Options[user]{L2Timeout: time.Second})
+			c, err := tiercache.New[user](nowhere[user]{}, s, &tiercache.Options[user]{L2Timeout: time.Second, Refill: tiercache.RefillInline})
 			if err != nil {
 				b.Fatal(err)
 			}

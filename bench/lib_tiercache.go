@@ -40,17 +40,19 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 }
 
 // tiercacheCoalescedKind is tiercache Sequential with redisstore's
-// coalesced Gets (Options.CoalesceGets), the setting its README gives for
-// many callers on a slow or far Redis.
+// coalesced Gets and writes (Options.CoalesceGets and CoalesceWrites), the
+// settings its README gives for many callers, above all on a slow or far
+// Redis.
 func tiercacheCoalescedKind() libraryKind {
 	k := tiercacheKind("Sequential", "sequential", tiercacheSequential)
-	k.Name, k.Label = nameSequentialCoalesced, "tiercache sequential +CoalesceGets"
-	k.Settings += fmt.Sprintf("; redisstore with `Options{CoalesceGets: %d}` (SuggestedCoalesceGets): concurrent Gets share MGETs, "+
-		"%d dispatchers, up to 128 keys a batch, no batching window (a batch is what queued while the dispatchers were busy)",
-		redisstore.SuggestedCoalesceGets, redisstore.SuggestedCoalesceGets)
+	k.Name, k.Label = nameSequentialCoalesced, "tiercache sequential +coalescing"
+	n := redisstore.SuggestedCoalesceGets
+	k.Settings += fmt.Sprintf("; redisstore with `Options{CoalesceGets: %d, CoalesceWrites: %d}` (SuggestedCoalesceGets): "+
+		"concurrent Gets share MGETs and concurrent Sets and Deletes share pipelines, %d dispatchers each, up to 128 "+
+		"requests a batch, no batching window (a batch is what queued while the dispatchers were busy)", n, n, n)
 	k.New = func(cfg libConfig) (Library, error) {
 		client := newRedisClient(cfg)
-		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.SuggestedCoalesceGets)
+		return newTiercache(cfg, client, client, tiercacheSequential, n)
 	}
 	return k
 }
@@ -71,14 +73,15 @@ var (
 
 // newTiercache builds the cache with policy over l2Client, a client of
 // client (client itself, or an AutoPipeliner of it), which Close closes;
-// redisstore coalesces Gets with coalesceGets dispatchers (0: not at all).
-func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesceGets int) (*tiercacheLib, error) {
+// redisstore coalesces Gets, and writes, with coalesce dispatchers each (0:
+// not at all).
+func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesce int) (*tiercacheLib, error) {
 	l1, err := otterstore.New(&otterstore.Options[Product]{MaximumSize: cfg.Capacity})
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	l2, err := redisstore.New(l2Client, &redisstore.Options[Product]{CoalesceGets: coalesceGets})
+	l2, err := redisstore.New(l2Client, &redisstore.Options[Product]{CoalesceGets: coalesce, CoalesceWrites: coalesce})
 	if err != nil {
 		l1.Close()
 		client.Close()

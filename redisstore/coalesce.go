@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tiercache/tiercache"
 )
 
@@ -14,7 +15,7 @@ import (
 // their distinct keys go in one MGET (one per hash slot on a Cluster).
 const maxCoalescedBatch = 128
 
-// The states of a getRequest. It is queued until a dispatcher takes it into
+// The states of a request. It is queued until a dispatcher takes it into
 // a batch or its caller leaves, whichever comes first: a request its
 // dispatcher has taken is always answered; one its caller left is never
 // sent.
@@ -24,22 +25,25 @@ const (
 	requestLeft
 )
 
-// getRequest is one coalesced Get, from its caller to a dispatcher and
-// back.
-type getRequest struct {
+// request is one coalesced Get or write, from its caller to a dispatcher
+// and back.
+type request struct {
 	// ctx is the caller's: the dispatcher reads its deadline and, for the
 	// first request of a batch, its values. It lives only as long as the
 	// request, like a ctx passed down a call.
 	ctx   context.Context
-	rkey  string
+	rkey  string      // a Get's key
+	cmd   redis.Cmder // a write's command (SET or DEL); nil for a Get
 	state atomic.Int32
-	res   raw           // the key's answer; written before done is closed
+	res   raw           // a Get's answer, a write's error in res.err; written before done is closed
 	err   error         // the batch failed as a whole; written before done is closed
 	done  chan struct{} // closed by the dispatcher that took the request
 }
 
-// coalescer gathers a Store's concurrent Gets into batches, each read in
-// one round trip (see "Coalesced Gets" in the package documentation).
+// coalescer gathers a Store's concurrent Gets, or its concurrent writes,
+// into batches, each sent in one round trip (see "Coalesced Gets" and
+// "Coalesced writes" in the package documentation). A coalescer of Gets
+// has read; one of writes, write.
 //
 // A Get queues a request and waits for its answer or for its ctx to end.
 // A fixed set of dispatcher goroutines, started by the first Get and ended
@@ -52,10 +56,11 @@ type getRequest struct {
 // The dispatchers are counted in the Store's pending, so that the Store's
 // Close waits for them, and for the batches they have in flight.
 type coalescer struct {
-	read        func(ctx context.Context, rkeys []string) ([]raw, error)
+	read        func(ctx context.Context, rkeys []string) ([]raw, error) // Gets: one MGET (per slot)
+	write       func(ctx context.Context, cmds []redis.Cmder) error      // writes: one pipeline
 	pending     *pending
 	dispatchers int
-	queue       chan *getRequest
+	queue       chan *request
 	stop        chan struct{} // closed by close
 
 	started atomic.Bool
@@ -63,16 +68,25 @@ type coalescer struct {
 	closed  bool
 }
 
-// newCoalescer returns a coalescer of n dispatchers, not started, that
-// reads with read and counts its dispatchers in p.
+// newCoalescer returns a coalescer of Gets with n dispatchers, not
+// started, that reads with read and counts its dispatchers in p.
 func newCoalescer(n int, read func(context.Context, []string) ([]raw, error), p *pending) *coalescer {
 	return &coalescer{
 		read:        read,
 		pending:     p,
 		dispatchers: n,
-		queue:       make(chan *getRequest, n*maxCoalescedBatch),
+		queue:       make(chan *request, n*maxCoalescedBatch),
 		stop:        make(chan struct{}),
 	}
+}
+
+// newWriteCoalescer returns a coalescer of writes with n dispatchers, not
+// started, that sends each batch's commands with write (one pipeline) and
+// counts its dispatchers in p.
+func newWriteCoalescer(n int, write func(context.Context, []redis.Cmder) error, p *pending) *coalescer {
+	c := newCoalescer(n, nil, p)
+	c.write = write
+	return c
 }
 
 // get reads rkey in the next batch and returns its answer, or an error:
@@ -82,10 +96,21 @@ func newCoalescer(n int, read func(context.Context, []string) ([]raw, error), p 
 // the request. An error of a batch that ended after ctx wraps ctx's error
 // too, as process does for one command.
 func (c *coalescer) get(ctx context.Context, rkey string) (raw, error) {
+	return c.submit(ctx, &request{ctx: ctx, rkey: rkey, done: make(chan struct{})})
+}
+
+// exec sends cmd, a write, in the next batch and returns its error, or an
+// error as get does.
+func (c *coalescer) exec(ctx context.Context, cmd redis.Cmder) error {
+	_, err := c.submit(ctx, &request{ctx: ctx, cmd: cmd, done: make(chan struct{})})
+	return err
+}
+
+// submit queues r, waits for its answer, and returns it, as get says.
+func (c *coalescer) submit(ctx context.Context, r *request) (raw, error) {
 	if !c.started.Load() && !c.start() {
 		return raw{}, ErrClosed
 	}
-	r := &getRequest{ctx: ctx, rkey: rkey, done: make(chan struct{})}
 	select {
 	case c.queue <- r:
 	case <-ctx.Done():
@@ -113,7 +138,7 @@ func (c *coalescer) get(ctx context.Context, rkey string) (raw, error) {
 }
 
 // answer returns what the dispatcher wrote into r.
-func answer(ctx context.Context, r *getRequest) (raw, error) {
+func answer(ctx context.Context, r *request) (raw, error) {
 	err := r.err
 	if err == nil {
 		err = r.res.err
@@ -130,7 +155,7 @@ func answer(ctx context.Context, r *getRequest) (raw, error) {
 // leave ends the wait of a caller whose ctx has ended. A request still
 // queued is marked so that no dispatcher sends it; one already taken is
 // answered into the void.
-func leave(ctx context.Context, r *getRequest) (raw, error) {
+func leave(ctx context.Context, r *request) (raw, error) {
 	r.state.CompareAndSwap(requestQueued, requestLeft)
 	select {
 	case <-r.done: // answered at the same time: the answer is as good
@@ -178,7 +203,7 @@ func (c *coalescer) close() {
 // close.
 func (c *coalescer) dispatch() {
 	defer c.pending.done()
-	b := &getBatch{index: make(map[string]int)}
+	b := &coalescedBatch{index: make(map[string]int)}
 	for {
 		select {
 		case r := <-c.queue:
@@ -202,46 +227,62 @@ func (c *coalescer) dispatch() {
 	}
 }
 
-// send reads the keys of b in one round trip (per node) and answers every
-// request of b.
-func (c *coalescer) send(b *getBatch) {
+// send sends b in one round trip (per node): the keys of its Gets in one
+// MGET, or its writes in one pipeline; and answers every request of b.
+func (c *coalescer) send(b *coalescedBatch) {
 	ctx, cancel := b.context()
-	raws, err := c.readContained(ctx, b.rkeys)
+	var raws []raw
+	err := contained(func() (err error) {
+		if c.write != nil {
+			return c.write(ctx, b.cmds)
+		}
+		raws, err = c.read(ctx, b.rkeys)
+		return err
+	})
 	cancel()
 	for i, r := range b.reqs {
-		if err != nil {
+		switch {
+		case err != nil:
 			r.err = err
-		} else {
+		case r.cmd != nil:
+			r.res.err = r.cmd.Err()
+		default:
 			r.res = raws[b.slot[i]]
 		}
 		close(r.done)
 	}
 }
 
-// readContained is read, with a panic in the client (a user's hook, say)
+// contained runs send, with a panic in the client (a user's hook, say)
 // turned into the batch's error instead of crashing the process: on the
 // direct path the client runs on the dispatcher's goroutine.
-func (c *coalescer) readContained(ctx context.Context, rkeys []string) (raws []raw, err error) {
+func contained(send func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			raws, err = nil, &tiercache.PanicError{Value: v, Stack: debug.Stack()}
+			err = &tiercache.PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()
-	return c.read(ctx, rkeys)
+	return send()
 }
 
-// getBatch is the batch a dispatcher is gathering; each dispatcher reuses
+// coalescedBatch is the batch a dispatcher is gathering; each dispatcher reuses
 // its own.
-type getBatch struct {
-	reqs  []*getRequest
-	slot  []int    // slot[i]: the index in rkeys of the key of reqs[i]
-	rkeys []string // each key once
+type coalescedBatch struct {
+	reqs  []*request
+	slot  []int    // Gets: slot[i] is the index in rkeys of the key of reqs[i]
+	rkeys []string // Gets: each key once
 	index map[string]int
+	cmds  []redis.Cmder // writes: the command of each request, in order
 }
 
 // take adds r to the batch, unless its caller has gone or is going.
-func (b *getBatch) take(r *getRequest) {
+func (b *coalescedBatch) take(r *request) {
 	if r.ctx.Err() != nil || !r.state.CompareAndSwap(requestQueued, requestTaken) {
+		return
+	}
+	if r.cmd != nil {
+		b.reqs = append(b.reqs, r)
+		b.cmds = append(b.cmds, r.cmd)
 		return
 	}
 	i, ok := b.index[r.rkey]
@@ -255,9 +296,10 @@ func (b *getBatch) take(r *getRequest) {
 }
 
 // reset empties the batch, dropping its references to the requests.
-func (b *getBatch) reset() {
+func (b *coalescedBatch) reset() {
 	clear(b.reqs)
-	b.reqs, b.slot, b.rkeys = b.reqs[:0], b.slot[:0], b.rkeys[:0]
+	clear(b.cmds)
+	b.reqs, b.slot, b.rkeys, b.cmds = b.reqs[:0], b.slot[:0], b.rkeys[:0], b.cmds[:0]
 	clear(b.index)
 }
 
@@ -269,7 +311,7 @@ func (b *getBatch) reset() {
 // caller's ctx (a trace ID, say, as a hook sees it), without its
 // cancellation: callers leave a batch on their own, and a caller that left
 // must not fail the others.
-func (b *getBatch) context() (context.Context, context.CancelFunc) {
+func (b *coalescedBatch) context() (context.Context, context.CancelFunc) {
 	ctx := context.WithoutCancel(b.reqs[0].ctx)
 	var latest time.Time
 	for _, r := range b.reqs {

@@ -10,9 +10,19 @@ import (
 	"github.com/tiercache/tiercache/redisstore/internal/redistest"
 )
 
+// coalescing is the Store options the conformance suite runs with: each
+// command on its own, and every Get and write through the coalescers.
+var coalescing = []struct {
+	name string
+	opts redisstore.Options[string]
+}{
+	{"commands", redisstore.Options[string]{}},
+	{"coalesced", redisstore.Options[string]{CoalesceGets: 2, CoalesceWrites: 2}},
+}
+
 // TestConformance runs the Backend conformance suite against a single node,
 // through both paths: the guarded one (go-redis's default options) and the
-// direct one (ContextTimeoutEnabled).
+// direct one (ContextTimeoutEnabled), with and without coalescing.
 func TestConformance(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -21,25 +31,32 @@ func TestConformance(t *testing.T) {
 		{"default options", &redis.Options{}},
 		{"ContextTimeoutEnabled", &redis.Options{ContextTimeoutEnabled: true}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			opts := *c.opts
-			opts.Addr = redistest.Addr(t)
-			client := redis.NewClient(&opts)
-			t.Cleanup(func() { client.Close() })
-			backendtest.Run(t, func(t *testing.T) tiercache.Backend[string] {
-				s, _ := newStore(t, client, redisstore.Options[string]{})
-				return s
+		for _, co := range coalescing {
+			t.Run(c.name+"/"+co.name, func(t *testing.T) {
+				opts := *c.opts
+				opts.Addr = redistest.Addr(t)
+				client := redis.NewClient(&opts)
+				t.Cleanup(func() { client.Close() })
+				backendtest.Run(t, func(t *testing.T) tiercache.Backend[string] {
+					s, _ := newStore(t, client, co.opts)
+					return s
+				})
 			})
-		})
+		}
 	}
 }
 
 // TestConformanceCluster runs the Backend conformance suite against a
-// three-node Redis Cluster through a redis.ClusterClient.
+// three-node Redis Cluster through a redis.ClusterClient, with and without
+// coalescing.
 func TestConformanceCluster(t *testing.T) {
 	client := newClusterClient(t)
-	backendtest.Run(t, func(t *testing.T) tiercache.Backend[string] {
-		s, _ := newStore(t, client, redisstore.Options[string]{})
-		return s
-	})
+	for _, co := range coalescing {
+		t.Run(co.name, func(t *testing.T) {
+			backendtest.Run(t, func(t *testing.T) tiercache.Backend[string] {
+				s, _ := newStore(t, client, co.opts)
+				return s
+			})
+		})
+	}
 }

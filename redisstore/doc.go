@@ -35,7 +35,8 @@
 // # Commands
 //
 // Each operation sends one command. [Store.Get] is a GET (or a share of an
-// MGET, see Coalesced Gets below). [Store.Set] is
+// MGET, see Coalesced Gets below). [Store.Set] (which may share a pipeline,
+// see Coalesced writes below) is
 // SET key entry PXAT Expire (in unix milliseconds), so that Redis itself
 // drops the value at its Expire; a value without Expire is written without
 // TTL (a SET without PXAT also clears the TTL of a previous value). A value
@@ -101,6 +102,24 @@
 // only; a key holding something other than a string reads as a miss, as in
 // GetMany. The dispatchers start with the first Get and end with
 // [Store.Close], which a Store that coalesces Gets needs.
+//
+// # Coalesced writes
+//
+// With [Options.CoalesceWrites] set to n > 0, concurrent Sets and Deletes
+// share round trips the same way: n dispatcher goroutines each take every
+// write queued (up to 128) and send their commands (the SET or DEL each
+// would send alone) in one pipeline, in the order they were queued; on a
+// Cluster go-redis splits the pipeline by node. Each write gets its own
+// command's answer, so a write the server refuses fails alone; a write
+// whose ctx ends while it is queued is not sent, and one whose pipeline is
+// in flight returns at once (its command may still land, as a command
+// abandoned at its deadline may). Writes of one caller, each waiting for
+// the last, reach Redis in order; writes of concurrent callers reach it in
+// no given order, as without coalescing. A batch's deadline and values are
+// those of coalesced Gets. Under many callers this cuts the round trips
+// (and connections) of writes by the batch size: a Cache's L2 writes of
+// loaded values, for one, come from many loads at once. The dispatchers
+// start with the first write and end with [Store.Close].
 //
 // # Entry format
 //

@@ -8,3 +8,12 @@ func QueuedGets[T any](s *Store[T]) int {
 	}
 	return len(s.gets.queue)
 }
+
+// QueuedWrites returns the number of coalesced writes of s waiting for a
+// dispatcher.
+func QueuedWrites[T any](s *Store[T]) int {
+	if s.writes == nil {
+		return 0
+	}
+	return len(s.writes.queue)
+}

@@ -27,7 +27,7 @@ const maxRedisString = 512 << 20
 // same throughput on a Redis 2 ms away.
 const SuggestedCoalesceGets = 4
 
-// maxCoalesceGets bounds Options.CoalesceGets: each dispatcher is a
+// maxCoalesceGets bounds Options.CoalesceGets and CoalesceWrites: each dispatcher is a
 // goroutine, and more MGETs in flight than a pool has connections only
 // queue in go-redis.
 const maxCoalesceGets = 1024
@@ -64,6 +64,17 @@ type Options[T any] struct {
 	// dispatchers start with the first Get and end with Close: a Store that
 	// coalesces Gets must be closed.
 	CoalesceGets int
+
+	// CoalesceWrites is the number of dispatcher goroutines that gather
+	// concurrent Sets and Deletes into one pipeline each (see "Coalesced
+	// writes" in the package documentation): at most this many pipelines of
+	// coalesced writes are in flight at once, each sending, in the order
+	// they were queued, every write queued while the others were. Zero (the
+	// default): off, every write sends its own command.
+	// SuggestedCoalesceGets is a good start for it too. At most 1024. The
+	// dispatchers start with the first write and end with Close: a Store
+	// that coalesces writes must be closed.
+	CoalesceWrites int
 }
 
 // validate reports the first invalid field, in an error prefixed
@@ -74,6 +85,9 @@ func (o *Options[T]) validate() error {
 	}
 	if o.CoalesceGets < 0 || o.CoalesceGets > maxCoalesceGets {
 		return fmt.Errorf("redisstore: Options.CoalesceGets = %d: must be in [0, %d] (0: off)", o.CoalesceGets, maxCoalesceGets)
+	}
+	if o.CoalesceWrites < 0 || o.CoalesceWrites > maxCoalesceGets {
+		return fmt.Errorf("redisstore: Options.CoalesceWrites = %d: must be in [0, %d] (0: off)", o.CoalesceWrites, maxCoalesceGets)
 	}
 	return nil
 }

@@ -18,8 +18,10 @@ import (
 //
 // Every operation sends one command: Set a SET (with PXAT when the value
 // expires) or a DEL, Delete a DEL, and Get a GET, or, with coalesced Gets
-// (see Options.CoalesceGets), its key in
-// one MGET with the keys of the other Gets in flight. Every operation
+// (see Options.CoalesceGets), its key in one MGET with the keys of the
+// other Gets in flight; with coalesced writes (Options.CoalesceWrites), the
+// command of a Set or Delete goes in one pipeline with those of the other
+// writes in flight. Every operation
 // returns by its ctx's deadline, whatever the client's options (see the
 // package documentation for how and what it costs). The Store does not own
 // the client: closing the client is the caller's business.
@@ -32,8 +34,9 @@ type Store[T any] struct {
 	// command runs on the caller's goroutine; otherwise through guarded.
 	direct  bool
 	closed  atomic.Bool
-	pending pending    // commands run by guarded, and gets' dispatchers; waited for by Close
+	pending pending    // commands run by guarded, and the coalescers' dispatchers; waited for by Close
 	gets    *coalescer // nil: Gets are not coalesced
+	writes  *coalescer // nil: Sets and Deletes are not coalesced
 }
 
 var _ tiercache.Backend[string] = (*Store[string])(nil)
@@ -64,6 +67,9 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 	}
 	if o.CoalesceGets > 0 {
 		s.gets = newCoalescer(o.CoalesceGets, s.readRaw, &s.pending)
+	}
+	if o.CoalesceWrites > 0 {
+		s.writes = newWriteCoalescer(o.CoalesceWrites, s.processPipeline, &s.pending)
 	}
 	return s, nil
 }
@@ -148,6 +154,10 @@ func (s *Store[T]) getCoalesced(ctx context.Context, rkey string) (*tiercache.Ca
 // instead (still one command), so that readers do not go on seeing the
 // value v was meant to replace; a failure of that delete is joined to the
 // error. A negative v is stored without its Data.
+//
+// With coalesced writes (Options.CoalesceWrites), Set queues its command for
+// the next pipeline and waits for its answer or for ctx to end, whichever
+// comes first, as a coalesced Get does; its error is its own command's.
 func (s *Store[T]) Set(ctx context.Context, key string, v tiercache.CacheValue[T]) error {
 	rkey := s.prefix + key
 	h, err := headerOf(&v)
@@ -155,7 +165,7 @@ func (s *Store[T]) Set(ctx context.Context, key string, v tiercache.CacheValue[T
 		return s.refuse(ctx, rkey, err)
 	}
 	if h.hasExpire && h.expire <= time.Now().UnixMilli() {
-		if err := s.process(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+		if err := s.processWrite(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
 			return &opError{"set", rkey, fmt.Errorf("delete of a value already expired: %w", err)}
 		}
 		return nil
@@ -173,16 +183,29 @@ func (s *Store[T]) Set(ctx context.Context, key string, v tiercache.CacheValue[T
 	} else {
 		cmd = redis.NewStatusCmd(ctx, "set", rkey, b)
 	}
-	if err := s.process(ctx, cmd); err != nil {
+	if err := s.processWrite(ctx, cmd); err != nil {
 		return &opError{"set", rkey, err}
 	}
 	return nil
 }
 
+// processWrite sends cmd, a SET or a DEL, through the coalescer of writes
+// when the Store has one (Options.CoalesceWrites), otherwise as process
+// does; the errors are the same.
+func (s *Store[T]) processWrite(ctx context.Context, cmd redis.Cmder) error {
+	if s.writes == nil {
+		return s.process(ctx, cmd)
+	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	return s.writes.exec(ctx, cmd)
+}
+
 // refuse ends a Set that cannot store its value: it deletes the key and
 // returns cause, joined with the delete's failure if any.
 func (s *Store[T]) refuse(ctx context.Context, rkey string, cause error) error {
-	if err := s.process(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+	if err := s.processWrite(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return &opError{"set", rkey, err}
 		}
@@ -191,29 +214,33 @@ func (s *Store[T]) refuse(ctx context.Context, rkey string, cause error) error {
 	return &opError{"set", rkey, cause}
 }
 
-// Delete removes key with one DEL. A missing key is not an error.
+// Delete removes key with one DEL, coalesced as Set's command is. A missing
+// key is not an error.
 func (s *Store[T]) Delete(ctx context.Context, key string) error {
 	rkey := s.prefix + key
-	if err := s.process(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+	if err := s.processWrite(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
 		return &opError{"delete", rkey, err}
 	}
 	return nil
 }
 
 // Close stops the Store: every later operation returns ErrClosed, and so
-// do coalesced Gets still queued. It then waits until the dispatchers of
-// coalesced Gets have answered their batches in flight and exited, and
-// until the commands that callers abandoned when their ctx ended (see the
-// package documentation) have ended, or until ctx ends, when it returns
-// ctx's error. Close does not close the client, which the caller owns;
-// calling it is needed only to make sure no goroutine of the Store is left
-// (a Store that coalesces Gets holds its dispatchers from its first Get
-// until Close), before closing the client or at the end of a test. It is
-// idempotent.
+// do coalesced Gets and writes still queued. It then waits until the
+// dispatchers of coalesced Gets and writes have answered their batches in
+// flight and exited, and until the commands that callers abandoned when
+// their ctx ended (see the package documentation) have ended, or until ctx
+// ends, when it returns ctx's error. Close does not close the client, which
+// the caller owns; calling it is needed only to make sure no goroutine of
+// the Store is left (a Store that coalesces Gets or writes holds its
+// dispatchers from its first Get or write until Close), before closing the
+// client or at the end of a test. It is idempotent.
 func (s *Store[T]) Close(ctx context.Context) error {
 	s.closed.Store(true)
 	if s.gets != nil {
 		s.gets.close()
+	}
+	if s.writes != nil {
+		s.writes.close()
 	}
 	if err := s.pending.closeAndWait(ctx); err != nil {
 		return fmt.Errorf("redisstore: close: %w", err)

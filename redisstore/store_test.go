@@ -84,6 +84,15 @@ func TestNew(t *testing.T) {
 			require.Error(t, err)
 			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: Options.CoalesceGets"), err)
 		})
+		t.Run(strings.Replace(c.name, "Gets", "Writes", 1), func(t *testing.T) {
+			_, err := redisstore.New(client, &redisstore.Options[string]{CoalesceWrites: c.coalesce})
+			if c.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), "redisstore: Options.CoalesceWrites"), err)
+		})
 	}
 	t.Run("options not modified", func(t *testing.T) {
 		opts := &redisstore.Options[string]{KeyPrefix: "p:"}

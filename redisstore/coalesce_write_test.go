@@ -1,0 +1,291 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/redisstore"
+)
+
+// pipeGate is a go-redis hook that records the commands of every pipeline
+// of SETs and DELs ("set key" or "del key", keys without their test
+// prefix) and, while
+// holding, holds each pipeline until next lets one go or open lets all go;
+// a held pipeline signals entered. It can also fail the SET of one key
+// (failKey) after Redis has run it, or panic. Single commands pass.
+type pipeGate struct {
+	mu      sync.Mutex
+	batches [][]string
+	holding bool
+	panics  bool
+	failKey string
+
+	step    chan struct{}
+	all     chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+var errInjected = errors.New("injected: the server refused this one")
+
+func newPipeGate() *pipeGate {
+	return &pipeGate{holding: true, step: make(chan struct{}), all: make(chan struct{}), entered: make(chan struct{}, 16)}
+}
+
+func (g *pipeGate) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (g *pipeGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (g *pipeGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var batch []string
+		for _, cmd := range cmds {
+			name := strings.ToLower(cmd.Name())
+			if name != "set" && name != "del" { // go-redis's own (a new connection's CLIENT SETINFO)
+				return next(ctx, cmds)
+			}
+			key := fmt.Sprint(cmd.Args()[1])
+			batch = append(batch, name+" "+key[strings.LastIndex(key, ":")+1:])
+		}
+		g.mu.Lock()
+		g.batches = append(g.batches, batch)
+		holding, panics, failKey := g.holding, g.panics, g.failKey
+		g.mu.Unlock()
+		if panics {
+			panic("hook panics")
+		}
+		if holding {
+			g.entered <- struct{}{}
+			select {
+			case <-g.step:
+			case <-g.all:
+			}
+		}
+		err := next(ctx, cmds)
+		for i, cmd := range cmds {
+			if failKey != "" && batch[i] == "set "+failKey {
+				cmd.SetErr(errInjected)
+			}
+		}
+		return err
+	}
+}
+
+func (g *pipeGate) next() { g.step <- struct{}{} }
+
+func (g *pipeGate) open() {
+	g.mu.Lock()
+	g.holding = false
+	g.mu.Unlock()
+	g.once.Do(func() { close(g.all) })
+}
+
+func (g *pipeGate) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pipeline reached the gate")
+	}
+}
+
+func (g *pipeGate) recorded() [][]string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.batches)
+}
+
+// writeCoalescingStore returns a Store with one dispatcher of coalesced
+// writes over a client with gate.
+func writeCoalescingStore(t *testing.T, gate *pipeGate) *redisstore.Store[string] {
+	t.Helper()
+	client := newClient(t)
+	client.AddHook(gate)
+	s, _ := newStore(t, client, redisstore.Options[string]{CoalesceWrites: 1})
+	return s
+}
+
+// holdWriter makes the Store's one write dispatcher busy with a Set of key
+// "first" held at the gate, and returns the channel its error arrives on.
+func holdWriter(t *testing.T, s *redisstore.Store[string], gate *pipeGate) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Set(context.Background(), "first", tiercache.CacheValue[string]{Data: "1"}) }()
+	gate.waitEntered(t)
+	return done
+}
+
+func setAsync(ctx context.Context, s *redisstore.Store[string], key string, v tiercache.CacheValue[string]) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- s.Set(ctx, key, v) }()
+	return done
+}
+
+// waitQueuedWrites waits until n writes are queued for the dispatcher.
+func waitQueuedWrites(t *testing.T, s *redisstore.Store[string], n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return redisstore.QueuedWrites(s) == n },
+		10*time.Second, time.Millisecond, "queued writes: %d, want %d", redisstore.QueuedWrites(s), n)
+}
+
+// TestCoalescedWritesShareOnePipeline checks that Sets and Deletes queued
+// while the dispatcher is busy go out in one pipeline, in the order they
+// were queued, and that each lands and gets its own answer.
+func TestCoalescedWritesShareOnePipeline(t *testing.T) {
+	gate := newPipeGate()
+	gate.holding = false // while the keys to delete are written
+	s := writeCoalescingStore(t, gate)
+	ctx := batchCtx(t)
+	for _, k := range []string{"gone", "expired"} {
+		require.NoError(t, s.Set(ctx, k, tiercache.CacheValue[string]{Data: "old"}))
+	}
+	gate.mu.Lock()
+	gate.holding, gate.batches = true, nil
+	gate.mu.Unlock()
+	first := holdWriter(t, s, gate)
+
+	want := []string{"set k0", "set k1", "set k2", "del gone", "del expired"}
+	errs := make([]<-chan error, 0, len(want))
+	for i := range 3 {
+		errs = append(errs, setAsync(ctx, s, fmt.Sprint("k", i), tiercache.CacheValue[string]{Data: fmt.Sprint("v", i)}))
+		waitQueuedWrites(t, s, i+1)
+	}
+	del := make(chan error, 1)
+	go func() { del <- s.Delete(ctx, "gone") }()
+	errs = append(errs, del)
+	waitQueuedWrites(t, s, 4)
+	errs = append(errs, setAsync(ctx, s, "expired", tiercache.CacheValue[string]{Data: "x", Expire: time.Now().Add(-time.Second)}))
+	waitQueuedWrites(t, s, 5)
+	gate.next() // the held Set
+	require.NoError(t, receive(t, first, "the held Set"))
+	gate.open()
+	for i, ch := range errs {
+		require.NoError(t, receive(t, ch, want[i]), want[i])
+	}
+
+	batches := gate.recorded()
+	require.Len(t, batches, 2, "the held Set's pipeline and one for every write queued behind it")
+	assert.Equal(t, want, batches[1], "one pipeline, in the order the writes were queued")
+	for i := range 3 {
+		v, err := s.Get(ctx, fmt.Sprint("k", i))
+		require.NoError(t, err)
+		require.NotNil(t, v)
+		assert.Equal(t, fmt.Sprint("v", i), v.Data)
+	}
+	for _, k := range []string{"gone", "expired"} {
+		v, err := s.Get(ctx, k)
+		require.NoError(t, err)
+		assert.Nil(t, v, k)
+	}
+}
+
+// TestCoalescedWriteFailsAlone checks that a write the server refuses fails
+// its own caller only, with an error naming its key.
+func TestCoalescedWriteFailsAlone(t *testing.T) {
+	gate := newPipeGate()
+	gate.failKey = "bad"
+	s := writeCoalescingStore(t, gate)
+	ctx := batchCtx(t)
+	first := holdWriter(t, s, gate)
+	good := setAsync(ctx, s, "good", tiercache.CacheValue[string]{Data: "g"})
+	waitQueuedWrites(t, s, 1)
+	bad := setAsync(ctx, s, "bad", tiercache.CacheValue[string]{Data: "b"})
+	waitQueuedWrites(t, s, 2)
+	gate.open()
+	require.NoError(t, receive(t, first, "the held Set"))
+	require.NoError(t, receive(t, good, "the good Set"))
+	err := receive(t, bad, "the refused Set")
+	require.ErrorIs(t, err, errInjected)
+	assert.True(t, strings.HasPrefix(err.Error(), "redisstore: set "), err)
+	assert.Contains(t, err.Error(), ":bad")
+	require.Len(t, gate.recorded(), 2)
+}
+
+// TestCoalescedWriteLeavesWhenItsCtxEnds checks that a write whose ctx ends
+// while it is queued returns ctx's error at once and is not sent, and that
+// it does not fail the others of its batch.
+func TestCoalescedWriteLeavesWhenItsCtxEnds(t *testing.T) {
+	gate := newPipeGate()
+	s := writeCoalescingStore(t, gate)
+	first := holdWriter(t, s, gate)
+
+	leaverCtx, cancel := context.WithCancelCause(context.Background())
+	leaver := setAsync(leaverCtx, s, "leaver", tiercache.CacheValue[string]{Data: "l"})
+	waitQueuedWrites(t, s, 1)
+	stayer := setAsync(batchCtx(t), s, "stayer", tiercache.CacheValue[string]{Data: "s"})
+	waitQueuedWrites(t, s, 2)
+	cause := errors.New("the request went away")
+	cancel(cause)
+	err := receive(t, leaver, "a queued write whose ctx ended")
+	require.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, cause)
+
+	gate.open()
+	require.NoError(t, receive(t, first, "the held Set"))
+	require.NoError(t, receive(t, stayer, "the write that stayed"), "a caller that left does not fail its batch")
+	batches := gate.recorded()
+	require.Len(t, batches, 2)
+	assert.Equal(t, []string{"set stayer"}, batches[1], "the write whose caller left is not sent")
+	v, err := s.Get(batchCtx(t), "leaver")
+	require.NoError(t, err)
+	assert.Nil(t, v)
+}
+
+// TestCoalescedWritesAndClose checks that Close makes queued writes return
+// ErrClosed, answers the pipeline in flight, and waits for the dispatcher.
+func TestCoalescedWritesAndClose(t *testing.T) {
+	gate := newPipeGate()
+	s := writeCoalescingStore(t, gate)
+	first := holdWriter(t, s, gate)
+	queued := setAsync(batchCtx(t), s, "queued", tiercache.CacheValue[string]{Data: "q"})
+	waitQueuedWrites(t, s, 1)
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close(batchCtx(t)) }()
+	assert.ErrorIs(t, receive(t, queued, "a queued write at Close"), redisstore.ErrClosed)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) with a pipeline in flight", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	gate.open()
+	assert.NoError(t, receive(t, first, "the write in flight at Close"), "a pipeline in flight is answered")
+	assert.NoError(t, receive(t, closed, "Close"))
+	assert.ErrorIs(t, s.Delete(batchCtx(t), "after"), redisstore.ErrClosed)
+}
+
+// TestCoalescedWritePanicIsContained checks that a panic while a dispatcher
+// sends (in a client hook) fails that batch's writes with a
+// tiercache.PanicError and leaves the dispatcher serving.
+func TestCoalescedWritePanicIsContained(t *testing.T) {
+	gate := newPipeGate()
+	gate.open()
+	gate.mu.Lock()
+	gate.panics = true
+	gate.mu.Unlock()
+	s := writeCoalescingStore(t, gate)
+	ctx := batchCtx(t)
+	err := s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"})
+	var pe *tiercache.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "hook panics", pe.Value)
+
+	gate.mu.Lock()
+	gate.panics = false
+	gate.mu.Unlock()
+	require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
+	v, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.NotNil(t, v)
+	assert.Equal(t, "v", v.Data)
+}

@@ -45,13 +45,15 @@ type request struct {
 // "Coalesced writes" in the package documentation). A coalescer of Gets
 // has read; one of writes, write.
 //
-// A Get queues a request and waits for its answer or for its ctx to end.
-// A fixed set of dispatcher goroutines, started by the first Get and ended
-// by close, each takes the first request queued and every one queued
-// behind it, up to maxCoalescedBatch, and reads their keys (each distinct
-// key once) with the Store's readRaw: one MGET on a single node. There is
-// no timer: a batch is whatever queued while the dispatchers were busy, so
-// a Get that finds a dispatcher idle is sent at once, alone.
+// A Get or write queues a request and waits for its answer or for its ctx
+// to end. A fixed set of dispatcher goroutines, started by the first
+// request and ended by close, each takes the first request queued and
+// every one queued behind it, up to maxCoalescedBatch, and sends them: a
+// coalescer of Gets reads their keys (each distinct key once) with the
+// Store's readRaw, one MGET on a single node; one of writes sends their
+// commands, in queue order, with the Store's processPipeline. There is no
+// timer: a batch is whatever queued while the dispatchers were busy, so a
+// request that finds a dispatcher idle is sent at once, alone.
 //
 // The dispatchers are counted in the Store's pending, so that the Store's
 // Close waits for them, and for the batches they have in flight.
@@ -265,8 +267,8 @@ func contained(send func() error) (err error) {
 	return send()
 }
 
-// coalescedBatch is the batch a dispatcher is gathering; each dispatcher reuses
-// its own.
+// coalescedBatch is the batch a dispatcher is gathering; each dispatcher
+// reuses its own.
 type coalescedBatch struct {
 	reqs  []*request
 	slot  []int    // Gets: slot[i] is the index in rkeys of the key of reqs[i]

@@ -25,9 +25,9 @@ import (
 //     calls it on the caller's goroutine;
 //   - path=guarded: a Store over a client with default options, which runs
 //     each command on a goroutine of its own to return by ctx's deadline;
-//   - path=coalesced: path=direct with Options.CoalesceGets =
-//     SuggestedCoalesceGets, Gets sharing MGETs (Set is not coalesced, and
-//     BenchmarkSet leaves it out).
+//   - path=coalesced: path=direct with Options.CoalesceGets and
+//     CoalesceWrites = SuggestedCoalesceGets, Gets sharing MGETs and Sets
+//     sharing pipelines.
 //
 // Every call gets a ctx with a deadline, as a tiercache Cache gives it.
 var benchPaths = []struct {
@@ -44,7 +44,7 @@ var benchPaths = []struct {
 func benchStore(b *testing.B, cte bool, coalesce int) (*redis.Client, *redisstore.Store[user], string) {
 	client := redis.NewClient(&redis.Options{Addr: redistest.Addr(b), ContextTimeoutEnabled: cte})
 	b.Cleanup(func() { client.Close() })
-	s, prefix := newStore(b, client, redisstore.Options[user]{CoalesceGets: coalesce})
+	s, prefix := newStore(b, client, redisstore.Options[user]{CoalesceGets: coalesce, CoalesceWrites: coalesce})
 	return client, s, prefix
 }
 
@@ -100,11 +100,8 @@ func BenchmarkGetParallel(b *testing.B) {
 
 func BenchmarkSet(b *testing.B) {
 	for _, p := range benchPaths {
-		if p.coalesce > 0 {
-			continue
-		}
 		b.Run(p.name, func(b *testing.B) {
-			client, s, prefix := benchStore(b, p.cte, 0)
+			client, s, prefix := benchStore(b, p.cte, p.coalesce)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			defer cancel()
 			v := tiercache.CacheValue[user]{Data: ada, Expire: time.Now().Add(time.Hour), Stale: time.Now().Add(time.Minute)}
@@ -210,11 +207,11 @@ func (c *recordClient) Process(_ context.Context, cmd redis.Cmder) error {
 // hit over a real Redis: the flight, the Store's Get and its decoding, the
 // refill (RefillInline, as for an in-process L1); 8 callers on distinct
 // keys, each key in Redis, and an L1 that never holds anything, so that
-// every call reads L2. path=coalesced is the
-// Store with Options.CoalesceGets = SuggestedCoalesceGets. path=floor is
-// the least a two-tier read can do on the same traffic: go-redis's GET of a
-// plain JSON value, json.Unmarshal, and a copy into a mutex-guarded map,
-// on the caller's goroutine, no deadline.
+// every call reads L2. path=coalesced is the Store with
+// Options.CoalesceGets and CoalesceWrites = SuggestedCoalesceGets.
+// path=floor is the least a two-tier read can do on the same traffic:
+// go-redis's GET of a plain JSON value, json.Unmarshal, and a copy into a
+// mutex-guarded map, on the caller's goroutine, no deadline.
 //
 // Besides ns/op (wall time, 2 cores shared with redis-server), cpu-ns/op
 // is the process's CPU time (user and system) per call, which says more

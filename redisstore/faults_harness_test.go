@@ -69,18 +69,22 @@ var faultKeyNames = func() []string {
 // caught.
 func originValue(key string) string { return key + "|origin" }
 
-// faultClient is how the go-redis client of a scenario is built.
+// faultClient is how the go-redis client of a scenario, and the Store over
+// it, are built.
 type faultClient struct {
 	name       string
 	ctxTimeout bool // ContextTimeoutEnabled: the Store's direct path
+	coalesce   bool // the Store coalesces Gets and writes (SuggestedCoalesceGets each)
 }
 
-// faultClients are the two clients every scenario that depends on the
-// client runs with: go-redis's default options (the Store's guarded path)
-// and ContextTimeoutEnabled (its direct path).
+// faultClients are the clients every scenario that depends on the client
+// runs with: go-redis's default options (the Store's guarded path),
+// ContextTimeoutEnabled (its direct path), and the direct path with Gets
+// and writes coalesced.
 var faultClients = []faultClient{
-	{"default-client", false},
-	{"ctx-timeout-client", true},
+	{"default-client", false, false},
+	{"ctx-timeout-client", true, false},
+	{"coalescing-client", true, true},
 }
 
 func eachFaultClient(t *testing.T, f func(t *testing.T, fc faultClient)) {
@@ -142,7 +146,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	r.l1, err = otterstore.New(&otterstore.Options[string]{MaximumSize: faultL1Size})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.l1.Close() })
-	r.l2, err = redisstore.New(r.client, &redisstore.Options[string]{KeyPrefix: r.prefix})
+	l2opts := redisstore.Options[string]{KeyPrefix: r.prefix}
+	if o.client.coalesce {
+		l2opts.CoalesceGets, l2opts.CoalesceWrites = redisstore.SuggestedCoalesceGets, redisstore.SuggestedCoalesceGets
+	}
+	r.l2, err = redisstore.New(r.client, &l2opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, within(10*time.Second, r.l2.Close)) })
 	offload := o.offload

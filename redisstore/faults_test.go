@@ -664,8 +664,21 @@ func (h *faultHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook fails or panics as ProcessHook does: a failed
+// pipeline fails each of its commands (coalesced writes are pipelines).
 func (h *faultHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		switch h.mode.Load() {
+		case 1:
+			for _, cmd := range cmds {
+				cmd.SetErr(errFaultHookDown)
+			}
+			return errFaultHookDown
+		case 2:
+			panic("hook: panic in the client")
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // A client that panics (a hook, say) while the breaker probes L2 is a
@@ -787,7 +800,7 @@ func TestFaultOverload(t *testing.T) {
 	t.Cleanup(release)
 	r := newRig(t, rigOptions{
 		addr:      srv.Addr,
-		client:    faultClient{"ctx-timeout-client", true},
+		client:    faultClient{name: "ctx-timeout-client", ctxTimeout: true},
 		breaker:   faultBreaker,
 		offload:   tiercache.OffloadOptions{MaxConcurrent: running, MaxQueued: queued},
 		l2Timeout: time.Second, // a slow Get under this load is not the subject

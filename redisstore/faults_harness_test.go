@@ -220,17 +220,23 @@ func (r *rig) origin(key string) func(context.Context) (string, error) {
 //	+ P + 1      go-redis's own: at most P dialing goroutines (MaxConcurrentDials
 //	             defaults to PoolSize) and one that probes a server that refused
 //	             PoolSize dials in a row
+//	+ D          a Store that coalesces: its dispatchers, CoalesceGets +
+//	             CoalesceWrites (the callers they serve wait in the queue, on
+//	             their own goroutines)
 //	+ 4          otter's maintenance and slack
 //
-// that is base + 3W + 2M + P + 5 on the direct path and base + 4W + 3M +
-// 2P + 5 on the guarded path. Without the callers and base (the
-// application's), the cache's own share is 2W + 2M + P + 5, and W + M + P
-// more on the guarded path.
+// that is base + 3W + 2M + P + D + 5 on the direct path and base + 4W + 3M
+// + 2P + D + 5 on the guarded path. Without the callers and base (the
+// application's), the cache's own share is 2W + 2M + P + D + 5, and W + M +
+// P more on the guarded path.
 func (r *rig) goroutineCeiling(base, workers int) int {
 	w, m, p := workers, r.opts.offload.MaxConcurrent, r.client.Options().PoolSize
 	n := base + w + w + m + (w + m) + (p + 1) + 4
 	if !r.opts.client.ctxTimeout {
 		n += w + m + p
+	}
+	if r.opts.client.coalesce {
+		n += 2 * redisstore.SuggestedCoalesceGets
 	}
 	return n
 }

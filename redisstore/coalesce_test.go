@@ -18,24 +18,82 @@ import (
 	"github.com/tiercache/tiercache/redisstore"
 )
 
-// mgetGate is a go-redis hook that records the keys of every MGET and,
-// while holding, holds each MGET until next lets one go or open lets all
-// go; a held MGET signals entered. Other commands pass.
-type mgetGate struct {
+// gate records the batches a hook sees and, while holding, holds each
+// until next lets one go or open lets all go; a held batch signals
+// entered. The hooks built on it (mgetGate, pipeGate) say what a batch is.
+type gate struct {
 	mu      sync.Mutex
 	batches [][]string
 	holding bool
-	panics  bool // an MGET panics instead
+	panics  bool // a batch panics instead
 
-	step    chan struct{} // a send lets one held MGET go
+	step    chan struct{} // a send lets one held batch go
 	all     chan struct{} // closed by open
 	entered chan struct{}
 	once    sync.Once
 }
 
-func newMGETGate() *mgetGate {
-	return &mgetGate{holding: true, step: make(chan struct{}), all: make(chan struct{}), entered: make(chan struct{}, 16)}
+func newGate() *gate {
+	return &gate{holding: true, step: make(chan struct{}), all: make(chan struct{}), entered: make(chan struct{}, 16)}
 }
+
+// pass records batch, then panics or holds it as the gate says.
+func (g *gate) pass(batch []string) {
+	g.mu.Lock()
+	g.batches = append(g.batches, batch)
+	holding, panics := g.holding, g.panics
+	g.mu.Unlock()
+	if panics {
+		panic("hook panics")
+	}
+	if holding {
+		g.entered <- struct{}{}
+		select {
+		case <-g.step:
+		case <-g.all:
+		}
+	}
+}
+
+// next lets one held batch go.
+func (g *gate) next() { g.step <- struct{}{} }
+
+// open lets every batch go, now and later.
+func (g *gate) open() {
+	g.mu.Lock()
+	g.holding = false
+	g.mu.Unlock()
+	g.once.Do(func() { close(g.all) })
+}
+
+// setPanics makes the batches that follow panic, or not.
+func (g *gate) setPanics(on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.panics = on
+}
+
+// waitEntered waits until a batch is held at the gate.
+func (g *gate) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch reached the gate")
+	}
+}
+
+func (g *gate) recorded() [][]string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.batches)
+}
+
+// mgetGate is a go-redis hook that passes every MGET, as the list of its
+// keys, through its gate. Other commands pass.
+type mgetGate struct{ *gate }
+
+func newMGETGate() *mgetGate { return &mgetGate{newGate()} }
 
 func (g *mgetGate) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -48,53 +106,13 @@ func (g *mgetGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		for _, a := range cmd.Args()[1:] {
 			keys = append(keys, fmt.Sprint(a))
 		}
-		g.mu.Lock()
-		g.batches = append(g.batches, keys)
-		holding, panics := g.holding, g.panics
-		g.mu.Unlock()
-		if panics {
-			panic("hook panics")
-		}
-		if holding {
-			g.entered <- struct{}{}
-			select {
-			case <-g.step:
-			case <-g.all:
-			}
-		}
+		g.pass(keys)
 		return next(ctx, cmd)
 	}
 }
 
 func (g *mgetGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
-}
-
-// next lets one held MGET go.
-func (g *mgetGate) next() { g.step <- struct{}{} }
-
-// open lets every MGET go, now and later.
-func (g *mgetGate) open() {
-	g.mu.Lock()
-	g.holding = false
-	g.mu.Unlock()
-	g.once.Do(func() { close(g.all) })
-}
-
-// waitEntered waits until an MGET is held at the gate.
-func (g *mgetGate) waitEntered(t *testing.T) {
-	t.Helper()
-	select {
-	case <-g.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no MGET reached the gate")
-	}
-}
-
-func (g *mgetGate) recorded() [][]string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.batches)
 }
 
 // coalescingStore returns a Store with one dispatcher of coalesced Gets
@@ -145,8 +163,13 @@ func receive(t *testing.T, ch <-chan error, what string) error {
 // waitQueued waits until n Gets are queued for the dispatcher.
 func waitQueued(t *testing.T, s *redisstore.Store[string], n int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return redisstore.QueuedGets(s) == n },
-		10*time.Second, time.Millisecond, "queued Gets: %d, want %d", redisstore.QueuedGets(s), n)
+	waitCount(t, "queued Gets", func() int { return redisstore.QueuedGets(s) }, n)
+}
+
+// waitCount waits until count returns n.
+func waitCount(t *testing.T, what string, count func() int, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return count() == n }, 10*time.Second, time.Millisecond, "%s: %d, want %d", what, count(), n)
 }
 
 // TestCoalescedGetsShareOneMGET checks that Gets queued while the
@@ -283,9 +306,7 @@ func TestCoalescedGetsAndClose(t *testing.T) {
 func TestCoalescedGetPanicIsContained(t *testing.T) {
 	gate := newMGETGate()
 	gate.open()
-	gate.mu.Lock()
-	gate.panics = true
-	gate.mu.Unlock()
+	gate.setPanics(true)
 	s, _, _ := coalescingStore(t, gate)
 	ctx := batchCtx(t)
 	_, err := s.Get(ctx, "k")
@@ -293,9 +314,7 @@ func TestCoalescedGetPanicIsContained(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "hook panics", pe.Value)
 
-	gate.mu.Lock()
-	gate.panics = false
-	gate.mu.Unlock()
+	gate.setPanics(false)
 	require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
 	v, err := s.Get(ctx, "k")
 	require.NoError(t, err)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +16,18 @@ import (
 	"github.com/tiercache/tiercache/redisstore"
 )
 
-// pipeGate is a go-redis hook that records the commands of every pipeline
-// of SETs and DELs ("set key" or "del key", keys without their test
-// prefix) and, while
-// holding, holds each pipeline until next lets one go or open lets all go;
-// a held pipeline signals entered. It can also fail the SET of one key
-// (failKey) after Redis has run it, or panic. Single commands pass.
+// pipeGate is a go-redis hook that passes every pipeline of SETs and DELs,
+// as its commands ("set key" or "del key", keys without their test
+// prefix), through its gate. It can also fail the SET of one key (failKey)
+// after Redis has run it. Single commands pass.
 type pipeGate struct {
-	mu      sync.Mutex
-	batches [][]string
-	holding bool
-	panics  bool
-	failKey string
-
-	step    chan struct{}
-	all     chan struct{}
-	entered chan struct{}
-	once    sync.Once
+	*gate
+	failKey string // set before the gate is used
 }
 
 var errInjected = errors.New("injected: the server refused this one")
 
-func newPipeGate() *pipeGate {
-	return &pipeGate{holding: true, step: make(chan struct{}), all: make(chan struct{}), entered: make(chan struct{}, 16)}
-}
+func newPipeGate() *pipeGate { return &pipeGate{gate: newGate()} }
 
 func (g *pipeGate) DialHook(next redis.DialHook) redis.DialHook          { return next }
 func (g *pipeGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
@@ -57,52 +43,15 @@ func (g *pipeGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 			key := fmt.Sprint(cmd.Args()[1])
 			batch = append(batch, name+" "+key[strings.LastIndex(key, ":")+1:])
 		}
-		g.mu.Lock()
-		g.batches = append(g.batches, batch)
-		holding, panics, failKey := g.holding, g.panics, g.failKey
-		g.mu.Unlock()
-		if panics {
-			panic("hook panics")
-		}
-		if holding {
-			g.entered <- struct{}{}
-			select {
-			case <-g.step:
-			case <-g.all:
-			}
-		}
+		g.pass(batch)
 		err := next(ctx, cmds)
 		for i, cmd := range cmds {
-			if failKey != "" && batch[i] == "set "+failKey {
+			if g.failKey != "" && batch[i] == "set "+g.failKey {
 				cmd.SetErr(errInjected)
 			}
 		}
 		return err
 	}
-}
-
-func (g *pipeGate) next() { g.step <- struct{}{} }
-
-func (g *pipeGate) open() {
-	g.mu.Lock()
-	g.holding = false
-	g.mu.Unlock()
-	g.once.Do(func() { close(g.all) })
-}
-
-func (g *pipeGate) waitEntered(t *testing.T) {
-	t.Helper()
-	select {
-	case <-g.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no pipeline reached the gate")
-	}
-}
-
-func (g *pipeGate) recorded() [][]string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.batches)
 }
 
 // writeCoalescingStore returns a Store with one dispatcher of coalesced
@@ -134,8 +83,7 @@ func setAsync(ctx context.Context, s *redisstore.Store[string], key string, v ti
 // waitQueuedWrites waits until n writes are queued for the dispatcher.
 func waitQueuedWrites(t *testing.T, s *redisstore.Store[string], n int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return redisstore.QueuedWrites(s) == n },
-		10*time.Second, time.Millisecond, "queued writes: %d, want %d", redisstore.QueuedWrites(s), n)
+	waitCount(t, "queued writes", func() int { return redisstore.QueuedWrites(s) }, n)
 }
 
 // TestCoalescedWritesShareOnePipeline checks that Sets and Deletes queued
@@ -270,9 +218,7 @@ func TestCoalescedWritesAndClose(t *testing.T) {
 func TestCoalescedWritePanicIsContained(t *testing.T) {
 	gate := newPipeGate()
 	gate.open()
-	gate.mu.Lock()
-	gate.panics = true
-	gate.mu.Unlock()
+	gate.setPanics(true)
 	s := writeCoalescingStore(t, gate)
 	ctx := batchCtx(t)
 	err := s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"})
@@ -280,9 +226,7 @@ func TestCoalescedWritePanicIsContained(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "hook panics", pe.Value)
 
-	gate.mu.Lock()
-	gate.panics = false
-	gate.mu.Unlock()
+	gate.setPanics(false)
 	require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
 	v, err := s.Get(ctx, "k")
 	require.NoError(t, err)

@@ -27,9 +27,9 @@ const maxRedisString = 512 << 20
 // same throughput on a Redis 2 ms away.
 const SuggestedCoalesceGets = 4
 
-// maxCoalesceGets bounds Options.CoalesceGets and CoalesceWrites: each dispatcher is a
-// goroutine, and more MGETs in flight than a pool has connections only
-// queue in go-redis.
+// maxCoalesceGets bounds Options.CoalesceGets and CoalesceWrites: each
+// dispatcher is a goroutine, and more batches in flight than a pool has
+// connections only queue in go-redis.
 const maxCoalesceGets = 1024
 
 // Options configures a Store. The zero value (and a nil *Options) is valid:

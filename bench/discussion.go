@@ -35,8 +35,8 @@ func discussion(byID map[string][]summary, env environment) string {
 			if best, ok := bestPeer(ss); ok {
 				p("Every library sends about the same Redis commands here (a GET per local miss, a SET per load); with coalescing "+
 					"tiercache sends the GETs of concurrent misses in shared MGETs and the SETs of concurrent loads in shared pipelines, "+
-					"so that fewer round trips carry them: %s ops/s warm, %.2f× the best peer (%s), %.1f allocs/op. ",
-					thousands(co.Throughput), co.Throughput/best.Throughput, best.Kind.Name, co.Allocs)
+					"so that fewer round trips carry them: %s ops/s warm, %.2f× the best peer (%s), %.1f allocs/op.%s ",
+					thousands(co.Throughput), co.Throughput/best.Throughput, best.Kind.Name, co.Allocs, codecNote(ss, co))
 			}
 		}
 		p("ParallelReadPolicy reads Redis on every call, local hit or not (Redis cmds/op near 1 against about 0.2 for the others), " +
@@ -73,6 +73,7 @@ func discussion(byID map[string][]summary, env environment) string {
 		if co, ok := find(ss, nameSequentialCoalesced); ok {
 			p(" With coalescing (CoalesceGets and CoalesceWrites), redisstore cuts Redis commands to %.2f per call (%s ops/s, p99 %s); what it leaves is tiercache's CPU per L1 miss.",
 				co.Commands, thousands(co.Throughput), fmtDur(co.P99))
+			p("%s", codecNote(ss, co))
 		}
 		p("\n\n")
 	}
@@ -138,7 +139,7 @@ func discussion(byID map[string][]summary, env environment) string {
 			tc, okTC := find(ss, nameSequentialAP)
 			var apPeer summary
 			for _, s := range ss {
-				if s.Kind.Experiment && s.Kind.Family != familyTiercache && s.Throughput > apPeer.Throughput {
+				if s.Kind.Experiment && s.Kind.Family != familyTiercache && strings.HasSuffix(s.Kind.Name, "+ AutoPipeline") && s.Throughput > apPeer.Throughput {
 					apPeer = s
 				}
 			}
@@ -186,11 +187,27 @@ func discussion(byID map[string][]summary, env environment) string {
 	return w.String()
 }
 
-// experimentRows lists the experiment rows' throughput and p99.
+// codecNote compares the codec experiment with co, the same configuration
+// on JSON; empty when the experiment did not run.
+func codecNote(ss []summary, co summary) string {
+	mp, ok := find(ss, nameCoalescedMsgpack)
+	if !ok {
+		return ""
+	}
+	s := fmt.Sprintf(" The codec experiment swaps JSON for msgpack in the same configuration: %s ops/s against %s, CPU per call %s against %s (process)",
+		thousands(mp.Throughput), thousands(co.Throughput), fmtMicros(mp.ClientCPU), fmtMicros(co.ClientCPU))
+	if best, ok := bestPeer(ss); ok {
+		s += fmt.Sprintf(", %.2f× the best peer (%s)", mp.Throughput/best.Throughput, best.Kind.Name)
+	}
+	return s + "."
+}
+
+// experimentRows lists the throughput and p99 of the AutoPipeline
+// experiment rows.
 func experimentRows(ss []summary) string {
 	var ap []string
 	for _, s := range ss {
-		if s.Kind.Experiment {
+		if s.Kind.Experiment && strings.HasSuffix(s.Kind.Name, "+ AutoPipeline") {
 			ap = append(ap, fmt.Sprintf("%s %s ops/s, p99 %s", s.Kind.Name, thousands(s.Throughput), fmtDur(s.P99)))
 		}
 	}

@@ -13,9 +13,10 @@
 // -rounds (3) runs every workload that many times on every library, in a
 // rotated order, and reports medians; -scale multiplies the calls of
 // workloads a, b and d and the pages of e; -workloads picks some of a-cold,
-// a-warm, b, c, d and e; -experiments=false leaves out the AutoPipeline
-// rows; -profile DIR
-// writes a CPU profile of every measured phase of the first round.
+// a-warm, b, c, d and e; -experiments=false leaves out the experiment rows
+// (every library over go-redis's AutoPipeliner on b and d, and tiercache
+// with msgpack as its Codec on a-warm and b); -profile DIR writes a CPU
+// profile of every measured phase of the first round.
 //
 // Every library gets the same Redis, the same local capacity (10,000
 // entries), the same values (Product, about 200 bytes encoded) and the same

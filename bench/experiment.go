@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tiercache/tiercache/redisstore"
 )
 
 // experiments returns configurations that are not part of the comparison
@@ -25,7 +26,7 @@ func experiments() []libraryKind {
 		if err != nil {
 			return nil, err
 		}
-		return newTiercache(cfg, client, ap, tiercacheSequential, 0)
+		return newTiercache(cfg, client, ap, tiercacheSequential, 0, nil)
 	}
 	gr := goRedisCacheKind()
 	gr.Name, gr.Label, gr.Peer = "go-redis/cache + AutoPipeline", "go-redis/cache +AP", false
@@ -54,7 +55,25 @@ func experiments() []libraryKind {
 		kinds[i].Only = []string{"b", "d"}
 		kinds[i].Experiment = true
 	}
-	return kinds
+	return append(kinds, codecExperiment())
+}
+
+// codecExperiment is tiercache Sequential + Coalescing with msgpack as
+// redisstore's Codec instead of JSON, on the workloads where the codec
+// counts most (an L2 hit decodes a value): b, and a-warm for the misses of
+// read-mostly traffic.
+func codecExperiment() libraryKind {
+	k := tiercacheCoalescedKind()
+	k.Name, k.Label = nameCoalescedMsgpack, "tiercache sequential +coalescing +msgpack"
+	k.Settings += "; redisstore's `Codec` is msgpack (github.com/vmihailenco/msgpack/v5, go-redis/cache's encoding; " +
+		"a Codec of a few lines in this module, codec.go) instead of the default JSON"
+	k.New = func(cfg libConfig) (Library, error) {
+		client := newRedisClient(cfg)
+		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.SuggestedCoalesceGets, msgpackCodec[Product]{})
+	}
+	k.Only = []string{"a-warm", "b"}
+	k.Experiment = true
+	return k
 }
 
 // autoPipeliner returns client's blocking AutoPipeliner, closing client

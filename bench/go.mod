@@ -15,6 +15,7 @@ require (
 	github.com/tiercache/tiercache/otterstore v0.0.0
 	github.com/tiercache/tiercache/redisstore v0.0.0
 	github.com/viccon/sturdyc v1.1.5
+	github.com/vmihailenco/msgpack/v5 v5.3.4
 	go.uber.org/goleak v1.3.0
 )
 
@@ -23,7 +24,6 @@ require (
 	github.com/klauspost/compress v1.13.6 // indirect
 	github.com/maypok86/otter/v2 v2.4.0 // indirect
 	github.com/vmihailenco/go-tinylfu v0.2.2 // indirect
-	github.com/vmihailenco/msgpack/v5 v5.3.4 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect

@@ -34,7 +34,7 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 			"gives for an in-process L1), every other option at its default (its own OffloadPool: 64 tasks, 1,024 queued; SequentialWritePolicy)",
 		New: func(cfg libConfig) (Library, error) {
 			client := newRedisClient(cfg)
-			return newTiercache(cfg, client, client, policy, 0)
+			return newTiercache(cfg, client, client, policy, 0, nil)
 		},
 	}
 }
@@ -52,7 +52,7 @@ func tiercacheCoalescedKind() libraryKind {
 		"requests a batch, no batching window (a batch is what queued while the dispatchers were busy)", n, n, n)
 	k.New = func(cfg libConfig) (Library, error) {
 		client := newRedisClient(cfg)
-		return newTiercache(cfg, client, client, tiercacheSequential, n)
+		return newTiercache(cfg, client, client, tiercacheSequential, n, nil)
 	}
 	return k
 }
@@ -74,14 +74,14 @@ var (
 // newTiercache builds the cache with policy over l2Client, a client of
 // client (client itself, or an AutoPipeliner of it), which Close closes;
 // redisstore coalesces Gets, and writes, with coalesce dispatchers each (0:
-// not at all).
-func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesce int) (*tiercacheLib, error) {
+// not at all) and encodes with codec (nil: its default, JSON).
+func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesce int, codec tiercache.Codec[Product]) (*tiercacheLib, error) {
 	l1, err := otterstore.New(&otterstore.Options[Product]{MaximumSize: cfg.Capacity})
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	l2, err := redisstore.New(l2Client, &redisstore.Options[Product]{CoalesceGets: coalesce, CoalesceWrites: coalesce})
+	l2, err := redisstore.New(l2Client, &redisstore.Options[Product]{CoalesceGets: coalesce, CoalesceWrites: coalesce, Codec: codec})
 	if err != nil {
 		l1.Close()
 		client.Close()

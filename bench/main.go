@@ -26,7 +26,7 @@ func run() error {
 		scale           = flag.Float64("scale", 1, "multiplies the calls of workloads a, b and d and the pages of e")
 		only            = flag.String("workloads", "", "comma-separated workload ids to run (a-cold,a-warm,b,c,d,e); empty: all")
 		profileDir      = flag.String("profile", "", "directory to write CPU and heap profiles of each measured phase of the first round into (profiling perturbs that round's figures)")
-		withExperiments = flag.Bool("experiments", true, "also run the AutoPipeline experiments on workloads b and d")
+		withExperiments = flag.Bool("experiments", true, "also run the experiments: AutoPipeline on workloads b and d, msgpack as the Codec on a-warm and b")
 	)
 	flag.Parse()
 	ctx := context.Background()

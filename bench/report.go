@@ -12,6 +12,7 @@ import (
 const (
 	nameSequential          = "tiercache Sequential"
 	nameSequentialAP        = "tiercache Sequential + AutoPipeline"
+	nameCoalescedMsgpack    = "tiercache Sequential + Coalescing + msgpack"
 	nameSequentialCoalesced = "tiercache Sequential + Coalescing"
 )
 

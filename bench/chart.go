@@ -89,7 +89,7 @@ func barColor(k libraryKind) (fill, extra string) {
 	switch {
 	case k.Name == nameSequential:
 		fill = "#1f4e9a"
-	case k.Family == familyTiercache:
+	case k.Family == familyTiercache, k.Family == familyTiercacheMsgpack:
 		fill = "#6f95d0"
 	case k.Family == familyGoRedis:
 		fill = "#e07b00"

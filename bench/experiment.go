@@ -71,6 +71,7 @@ func codecExperiment() libraryKind {
 		client := newRedisClient(cfg)
 		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.SuggestedCoalesceGets, msgpackCodec[Product]{})
 	}
+	k.Family = familyTiercacheMsgpack
 	k.Only = []string{"a-warm", "b"}
 	k.Experiment = true
 	return k

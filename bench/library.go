@@ -91,6 +91,10 @@ const (
 	familyTiercache = "tiercache"
 	familyGoRedis   = "go-redis/cache"
 	familySturdyc   = "sturdyc"
+	// familyTiercacheMsgpack is tiercache with msgpack as its Codec (the
+	// codec experiment): its entries are not JSON, so it has a database of
+	// its own.
+	familyTiercacheMsgpack = "tiercache (msgpack)"
 )
 
 // libraries returns every configuration under comparison, tiercache's first.

@@ -246,7 +246,7 @@ func diagTable(ss []summary, unit string) string {
 	cols := []string{"l1 hits", "l2 hits", "l2 misses", "l2 failures", "l2 abandoned", "coalesced", "refills", "offload rejected", "write errors"}
 	rows := 0
 	for _, s := range ss {
-		if s.Kind.Family != familyTiercache || s.Diag == nil {
+		if (s.Kind.Family != familyTiercache && s.Kind.Family != familyTiercacheMsgpack) || s.Diag == nil {
 			continue
 		}
 		if rows == 0 {
@@ -443,7 +443,7 @@ func cmpFloat(a, b float64) int {
 // valueSizes lists the bytes one value takes in Redis, by family.
 func valueSizes(m map[string]int64) string {
 	var parts []string
-	for _, f := range []string{familyTiercache, familyGoRedis, familySturdyc} {
+	for _, f := range []string{familyTiercache, familyTiercacheMsgpack, familyGoRedis, familySturdyc} {
 		if n, ok := m[f]; ok {
 			parts = append(parts, fmt.Sprintf("%s %d bytes", f, n))
 		}
@@ -452,7 +452,8 @@ func valueSizes(m map[string]int64) string {
 		return "not measured"
 	}
 	return strings.Join(parts, ", ") +
-		" (tiercache: redisstore's header and the JSON; go-redis/cache: msgpack, s2-compressed; sturdyc: its JSON record with `created_at`)"
+		" (tiercache: redisstore's header and the JSON; tiercache (msgpack), the codec experiment: the header and msgpack; " +
+		"go-redis/cache: msgpack, s2-compressed; sturdyc: its JSON record with `created_at`)"
 }
 
 // thousands formats f rounded, with thin separators every three digits.

@@ -20,7 +20,7 @@ const (
 	dbLast    = 15
 )
 
-var familyDB = map[string]int{familyTiercache: 13, familyGoRedis: 14, familySturdyc: 15}
+var familyDB = map[string]int{familyTiercacheMsgpack: 12, familyTiercache: 13, familyGoRedis: 14, familySturdyc: 15}
 
 // sizes are the workloads' dimensions.
 type sizes struct {

@@ -9,7 +9,7 @@
 //	cd bench && go run . -out ../docs/bench
 //
 // It starts redis-server on a free loopback port with persistence off, or
-// uses the Redis at REDIS_ADDR, whose databases 12 to 15 it flushes. Flags:
+// uses the Redis at REDIS_ADDR, whose databases 11 to 15 it flushes. Flags:
 // -rounds (3) runs every workload that many times on every library, in a
 // rotated order, and reports medians; -scale multiplies the calls of
 // workloads a, b and d and the pages of e; -workloads picks some of a-cold,

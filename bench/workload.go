@@ -16,11 +16,11 @@ import (
 // space that workloads b and d read, filled once.
 const (
 	dbScratch = 12
-	dbFirst   = 12
+	dbFirst   = 11
 	dbLast    = 15
 )
 
-var familyDB = map[string]int{familyTiercacheMsgpack: 12, familyTiercache: 13, familyGoRedis: 14, familySturdyc: 15}
+var familyDB = map[string]int{familyTiercacheMsgpack: 11, familyTiercache: 13, familyGoRedis: 14, familySturdyc: 15}
 
 // sizes are the workloads' dimensions.
 type sizes struct {

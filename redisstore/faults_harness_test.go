@@ -118,6 +118,18 @@ type rig struct {
 
 	loads  atomic.Int64 // calls of the origin
 	panics atomic.Int64 // panics seen: in offloaded tasks, or returned to a caller
+
+	// Once markLoads is set, the origin records in marked the keys it is
+	// asked for.
+	markLoads atomic.Bool
+	marked    sync.Map // key -> struct{}
+}
+
+// loadedSinceMark reports whether the origin was asked for key since
+// markLoads was set.
+func (r *rig) loadedSinceMark(key string) bool {
+	_, ok := r.marked.Load(key)
+	return ok
 }
 
 var rigPrefixes atomic.Int64
@@ -186,6 +198,9 @@ func within(d time.Duration, f func(context.Context) error) error {
 func (r *rig) origin(key string) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
 		r.loads.Add(1)
+		if r.markLoads.Load() {
+			r.marked.Store(key, struct{}{})
+		}
 		t := time.NewTimer(faultOriginDelay)
 		defer t.Stop()
 		select {

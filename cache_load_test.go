@@ -721,22 +721,32 @@ func TestGetOrLoadFirstCallerGoexitInL2(t *testing.T) {
 		c := newLoadTestCacheOver(t, l1, l2, nil)
 		loader := countLoads(func(context.Context, int) (string, error) { return "loaded", nil })
 
-		exited := make(chan struct{})
-		go func() {
-			defer close(exited)
-			_, _ = c.GetOrLoad(context.Background(), "k", loader.load)
-		}()
-		synctest.Wait()
-		other := goGetOrLoad(t, context.Background(), c, "k", loader.load)
-		synctest.Wait()
-		open()
-		<-exited
-		r := awaitLoad(t, other)
+		r := goexitThenWaiter(t, context.Background(), c, loader.load, open)
 		require.NoError(t, r.err)
 		require.Equal(t, "loaded", r.v)
 		require.Equal(t, 1, loader.n())
 		require.EqualValues(t, 1, c.Stats().L2.Failures)
 	})
+}
+
+// goexitThenWaiter starts a GetOrLoad of "k" with ctx on a goroutine that
+// a backend may end with runtime.Goexit, waits until it is held (by a gate
+// that open releases), starts a second caller of the key, lets the first
+// go, waits for its goroutine to end and returns what the second got. Call
+// it in a synctest bubble.
+func goexitThenWaiter(t *testing.T, ctx context.Context, c *tiercache.Cache[string], load func(context.Context) (string, error), open func()) loadResult {
+	t.Helper()
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_, _ = c.GetOrLoad(ctx, "k", load)
+	}()
+	synctest.Wait()
+	other := goGetOrLoad(t, context.Background(), c, "k", load)
+	synctest.Wait()
+	open()
+	<-exited
+	return awaitLoad(t, other)
 }
 
 // Each caller returns when its own ctx ends, while the load goes on for the

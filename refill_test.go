@@ -219,17 +219,7 @@ func TestRefillInlineGoexitInL1Set(t *testing.T) {
 					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
 					defer cancel()
 				}
-				first := make(chan struct{})
-				go func() {
-					defer close(first)
-					_, _ = c.GetOrLoad(ctx, "k", loader.load)
-				}()
-				synctest.Wait()
-				other := goGetOrLoad(t, context.Background(), c, "k", loader.load)
-				synctest.Wait()
-				open()
-				<-first
-				r := awaitLoad(t, other)
+				r := goexitThenWaiter(t, ctx, c, loader.load, open)
 				require.NoError(t, r.err)
 				require.Equal(t, "v", r.v)
 				require.Zero(t, loader.n())

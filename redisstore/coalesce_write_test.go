@@ -189,47 +189,92 @@ func TestCoalescedWriteLeavesWhenItsCtxEnds(t *testing.T) {
 	assert.Nil(t, v)
 }
 
-// TestCoalescedWritesAndClose checks that Close makes queued writes return
-// ErrClosed, answers the pipeline in flight, and waits for the dispatcher.
-func TestCoalescedWritesAndClose(t *testing.T) {
-	gate := newPipeGate()
-	s := writeCoalescingStore(t, gate)
-	first := holdWriter(t, s, gate)
-	queued := setAsync(batchCtx(t), s, "queued", tiercache.CacheValue[string]{Data: "q"})
-	waitQueuedWrites(t, s, 1)
-
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close(batchCtx(t)) }()
-	assert.ErrorIs(t, receive(t, queued, "a queued write at Close"), redisstore.ErrClosed)
-	select {
-	case err := <-closed:
-		t.Fatalf("Close returned (%v) with a pipeline in flight", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	gate.open()
-	assert.NoError(t, receive(t, first, "the write in flight at Close"), "a pipeline in flight is answered")
-	assert.NoError(t, receive(t, closed, "Close"))
-	assert.ErrorIs(t, s.Delete(batchCtx(t), "after"), redisstore.ErrClosed)
+// coalescedOps are the two kinds of coalesced request, for the tests that
+// hold for both: each makes a Store with one dispatcher behind a holding
+// gate, holds that dispatcher with a first request, and starts others.
+var coalescedOps = []struct {
+	name   string
+	store  func(t *testing.T) (*redisstore.Store[string], *gate)
+	hold   func(t *testing.T, s *redisstore.Store[string], g *gate) <-chan error
+	start  func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error
+	queued func(t *testing.T, s *redisstore.Store[string], n int)
+}{
+	{
+		name: "Get",
+		store: func(t *testing.T) (*redisstore.Store[string], *gate) {
+			g := newMGETGate()
+			s, _, _ := coalescingStore(t, g)
+			return s, g.gate
+		},
+		hold: func(t *testing.T, s *redisstore.Store[string], g *gate) <-chan error {
+			return holdDispatcher(t, s, &mgetGate{g})
+		},
+		start:  getAsync,
+		queued: waitQueued,
+	},
+	{
+		name: "write",
+		store: func(t *testing.T) (*redisstore.Store[string], *gate) {
+			g := newPipeGate()
+			return writeCoalescingStore(t, g), g.gate
+		},
+		hold: func(t *testing.T, s *redisstore.Store[string], g *gate) <-chan error {
+			return holdWriter(t, s, &pipeGate{gate: g})
+		},
+		start: func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error {
+			return setAsync(ctx, s, key, tiercache.CacheValue[string]{Data: key})
+		},
+		queued: waitQueuedWrites,
+	},
 }
 
-// TestCoalescedWritePanicIsContained checks that a panic while a dispatcher
-// sends (in a client hook) fails that batch's writes with a
-// tiercache.PanicError and leaves the dispatcher serving.
-func TestCoalescedWritePanicIsContained(t *testing.T) {
-	gate := newPipeGate()
-	gate.open()
-	gate.setPanics(true)
-	s := writeCoalescingStore(t, gate)
-	ctx := batchCtx(t)
-	err := s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"})
-	var pe *tiercache.PanicError
-	require.ErrorAs(t, err, &pe)
-	assert.Equal(t, "hook panics", pe.Value)
+// TestCoalescedClose checks, for Gets and writes, that Close makes queued
+// requests return ErrClosed, answers the batch in flight, and waits for
+// the dispatcher; and that a request after Close is refused.
+func TestCoalescedClose(t *testing.T) {
+	for _, op := range coalescedOps {
+		t.Run(op.name, func(t *testing.T) {
+			s, g := op.store(t)
+			first := op.hold(t, s, g)
+			queued := op.start(batchCtx(t), s, "queued")
+			op.queued(t, s, 1)
 
-	gate.setPanics(false)
-	require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
-	v, err := s.Get(ctx, "k")
-	require.NoError(t, err)
-	require.NotNil(t, v)
-	assert.Equal(t, "v", v.Data)
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close(batchCtx(t)) }()
+			assert.ErrorIs(t, receive(t, queued, "a queued request at Close"), redisstore.ErrClosed)
+			select {
+			case err := <-closed:
+				t.Fatalf("Close returned (%v) with a batch in flight", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			g.open()
+			assert.NoError(t, receive(t, first, "the request in flight at Close"), "a batch in flight is answered")
+			assert.NoError(t, receive(t, closed, "Close"))
+			assert.ErrorIs(t, receive(t, op.start(batchCtx(t), s, "after"), "a request after Close"), redisstore.ErrClosed)
+		})
+	}
+}
+
+// TestCoalescedPanicIsContained checks, for Gets and writes, that a panic
+// while a dispatcher sends (in a client hook) fails that batch's requests
+// with a tiercache.PanicError and leaves the dispatcher serving.
+func TestCoalescedPanicIsContained(t *testing.T) {
+	for _, op := range coalescedOps {
+		t.Run(op.name, func(t *testing.T) {
+			s, g := op.store(t)
+			g.open()
+			g.setPanics(true)
+			var pe *tiercache.PanicError
+			require.ErrorAs(t, receive(t, op.start(batchCtx(t), s, "k"), "a request meeting the panic"), &pe)
+			assert.Equal(t, "hook panics", pe.Value)
+
+			g.setPanics(false)
+			ctx := batchCtx(t)
+			require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
+			v, err := s.Get(ctx, "k")
+			require.NoError(t, err)
+			require.NotNil(t, v)
+			assert.Equal(t, "v", v.Data)
+		})
+	}
 }

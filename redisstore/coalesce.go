@@ -45,51 +45,62 @@ type request struct {
 // "Coalesced writes" in the package documentation). A coalescer of Gets
 // has read; one of writes, write.
 //
-// A Get or write queues a request and waits for its answer or for its ctx
-// to end. A fixed set of dispatcher goroutines, started by the first
-// request and ended by close, each takes the first request queued and
-// every one queued behind it, up to maxCoalescedBatch, and sends them: a
-// coalescer of Gets reads their keys (each distinct key once) with the
-// Store's readRaw, one MGET on a single node; one of writes sends their
-// commands, in queue order, with the Store's processPipeline. There is no
-// timer: a batch is whatever queued while the dispatchers were busy, so a
-// request that finds a dispatcher idle is sent at once, alone.
+// It coalesces only under load: while fewer than max requests are in
+// flight (see enter), a request goes out on its caller's goroutine, alone,
+// as it would without a coalescer, since that many round trips would be in
+// flight anyway. Past that, a request is queued and waits for its answer or
+// for its ctx to end. At most max dispatcher goroutines serve the queue:
+// queuing a request starts one when fewer are running, and each takes the
+// first request queued and every one queued behind it, up to
+// maxCoalescedBatch, sends them, and starts again, until it finds the
+// queue empty and exits. A coalescer of Gets reads their keys (each
+// distinct key once) with the Store's readRaw, one MGET on a single node;
+// one of writes sends their commands, in queue order, with the Store's
+// processPipeline. There is no timer: a batch is whatever queued while the
+// dispatchers were busy. An idle coalescer holds no goroutine.
 //
 // The dispatchers are counted in the Store's pending, so that the Store's
 // Close waits for them, and for the batches they have in flight.
 type coalescer struct {
-	read        func(ctx context.Context, rkeys []string) ([]raw, error) // Gets: one MGET (per slot)
-	write       func(ctx context.Context, cmds []redis.Cmder) error      // writes: one pipeline
-	pending     *pending
-	dispatchers int
-	queue       chan *request
-	stop        chan struct{} // closed by close
+	read    func(ctx context.Context, rkeys []string) ([]raw, error) // Gets: one MGET (per slot)
+	write   func(ctx context.Context, cmds []redis.Cmder) error      // writes: one pipeline
+	pending *pending
+	max     int           // dispatchers at most, and requests in flight before any is queued
+	stop    chan struct{} // closed by close
 
-	started atomic.Bool
-	mu      sync.Mutex // serialises start and close
+	inflight atomic.Int64 // requests between enter and exit
+
+	mu      sync.Mutex // guards the fields below
+	queue   []*request
+	running int               // dispatchers running
+	spare   []*coalescedBatch // batches of dispatchers that exited, for the next ones
 	closed  bool
 }
 
-// newCoalescer returns a coalescer of Gets with n dispatchers, not
-// started, that reads with read and counts its dispatchers in p.
+// newCoalescer returns a coalescer of Gets with at most n dispatchers,
+// that reads with read and counts its dispatchers in p.
 func newCoalescer(n int, read func(context.Context, []string) ([]raw, error), p *pending) *coalescer {
-	return &coalescer{
-		read:        read,
-		pending:     p,
-		dispatchers: n,
-		queue:       make(chan *request, n*maxCoalescedBatch),
-		stop:        make(chan struct{}),
-	}
+	return &coalescer{read: read, pending: p, max: n, stop: make(chan struct{})}
 }
 
-// newWriteCoalescer returns a coalescer of writes with n dispatchers, not
-// started, that sends each batch's commands with write (one pipeline) and
-// counts its dispatchers in p.
+// newWriteCoalescer returns a coalescer of writes with at most n
+// dispatchers, that sends each batch's commands with write (one pipeline)
+// and counts its dispatchers in p.
 func newWriteCoalescer(n int, write func(context.Context, []redis.Cmder) error, p *pending) *coalescer {
 	c := newCoalescer(n, nil, p)
 	c.write = write
 	return c
 }
+
+// enter counts a request in flight until the matching exit, and reports
+// whether it goes through the queue (get or exec): true when max requests
+// were already in flight; false when its caller should send it alone.
+func (c *coalescer) enter() (queue bool) {
+	return c.inflight.Add(1) > int64(c.max)
+}
+
+// exit ends what enter began.
+func (c *coalescer) exit() { c.inflight.Add(-1) }
 
 // get reads rkey in the next batch and returns its answer, or an error:
 // the batch's (the key's own, or the batch's as a whole), ctx's when ctx
@@ -108,17 +119,23 @@ func (c *coalescer) exec(ctx context.Context, cmd redis.Cmder) error {
 	return err
 }
 
-// submit queues r, waits for its answer, and returns it, as get says.
+// submit queues r, starting a dispatcher if fewer than max are running,
+// waits for its answer, and returns it, as get says.
 func (c *coalescer) submit(ctx context.Context, r *request) (raw, error) {
-	if !c.started.Load() && !c.start() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return raw{}, ErrClosed
 	}
-	select {
-	case c.queue <- r:
-	case <-ctx.Done():
-		return raw{}, contextError(ctx, nil)
-	case <-c.stop:
-		return raw{}, ErrClosed
+	c.queue = append(c.queue, r)
+	var b *coalescedBatch
+	if c.running < c.max && c.pending.add() {
+		c.running++
+		b = c.batch()
+	}
+	c.mu.Unlock()
+	if b != nil {
+		go c.dispatch(b)
 	}
 	select {
 	case <-r.done:
@@ -137,6 +154,17 @@ func (c *coalescer) submit(ctx context.Context, r *request) (raw, error) {
 			return leave(ctx, r)
 		}
 	}
+}
+
+// batch returns a spare batch, or a new one. c.mu is held.
+func (c *coalescer) batch() *coalescedBatch {
+	if n := len(c.spare); n > 0 {
+		b := c.spare[n-1]
+		c.spare[n-1] = nil
+		c.spare = c.spare[:n-1]
+		return b
+	}
+	return &coalescedBatch{index: make(map[string]int)}
 }
 
 // answer returns what the dispatcher wrote into r.
@@ -167,66 +195,59 @@ func leave(ctx context.Context, r *request) (raw, error) {
 	}
 }
 
-// start starts the dispatchers, unless close came first, when it returns
-// false.
-func (c *coalescer) start() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return false
-	}
-	if c.started.Load() {
-		return true
-	}
-	for range c.dispatchers {
-		if !c.pending.add() { // cannot happen: the Store closes c first
-			break
-		}
-		go c.dispatch()
-	}
-	c.started.Store(true)
-	return true
-}
-
 // close makes the dispatchers exit once their batch in flight, if any, is
-// answered, and makes queued Gets return ErrClosed. It does not wait: the
-// Store's pending does. It is idempotent.
+// answered, and makes queued requests return ErrClosed. It does not wait:
+// the Store's pending does. It is idempotent.
 func (c *coalescer) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
 		c.closed = true
+		c.queue = nil // their callers return ErrClosed on stop
 		close(c.stop)
 	}
 }
 
-// dispatch is the loop of one dispatcher: it waits for a request, gathers
-// every request queued behind it, sends them, and starts again, until
-// close.
-func (c *coalescer) dispatch() {
+// queued returns the number of requests waiting for a dispatcher.
+func (c *coalescer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// dispatch is the loop of one dispatcher, which gathers its batches in b:
+// it takes the requests queued, sends them, and starts again, until it
+// finds the queue empty or the coalescer closed.
+func (c *coalescer) dispatch(b *coalescedBatch) {
 	defer c.pending.done()
-	b := &coalescedBatch{index: make(map[string]int)}
-	for {
-		select {
-		case r := <-c.queue:
-			b.take(r)
-		case <-c.stop:
-			return
-		}
-	fill:
-		for len(b.reqs) < maxCoalescedBatch {
-			select {
-			case r := <-c.queue:
-				b.take(r)
-			default:
-				break fill
-			}
-		}
+	for c.next(b) {
 		if len(b.reqs) > 0 {
 			c.send(b)
 		}
 		b.reset()
 	}
+}
+
+// next fills b with the requests at the head of the queue, up to
+// maxCoalescedBatch, and reports true; or, when the queue is empty or the
+// coalescer closed, counts the dispatcher out, keeps b for the next one,
+// and reports false.
+func (c *coalescer) next(b *coalescedBatch) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || len(c.queue) == 0 {
+		c.running--
+		c.spare = append(c.spare, b)
+		return false
+	}
+	n := min(len(c.queue), maxCoalescedBatch)
+	for _, r := range c.queue[:n] {
+		b.take(r)
+	}
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	return true
 }
 
 // send sends b in one round trip (per node): the keys of its Gets in one
@@ -267,8 +288,8 @@ func contained(send func() error) (err error) {
 	return send()
 }
 
-// coalescedBatch is the batch a dispatcher is gathering; each dispatcher
-// reuses its own.
+// coalescedBatch is the batch a dispatcher is gathering; a dispatcher
+// reuses its own, and leaves it to the next one when it exits.
 type coalescedBatch struct {
 	reqs  []*request
 	slot  []int    // Gets: slot[i] is the index in rkeys of the key of reqs[i]

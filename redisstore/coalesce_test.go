@@ -18,12 +18,15 @@ import (
 	"github.com/tiercache/tiercache/redisstore"
 )
 
-// gate records the batches a hook sees and, while holding, holds each
-// until next lets one go or open lets all go; a held batch signals
+// gate records the batches a hook sees, and the single commands (a
+// request a Store sent alone, on its caller's goroutine) apart. While
+// holding, it holds each batch until next lets one go or open lets all go,
+// and each single command until open; a held batch or command signals
 // entered. The hooks built on it (mgetGate, pipeGate) say what a batch is.
 type gate struct {
 	mu      sync.Mutex
 	batches [][]string
+	singles []string
 	holding bool
 	panics  bool // a batch panics instead
 
@@ -52,6 +55,19 @@ func (g *gate) pass(batch []string) {
 		case <-g.step:
 		case <-g.all:
 		}
+	}
+}
+
+// passSingle records a single command, then holds it until open if the
+// gate holds.
+func (g *gate) passSingle(cmd string) {
+	g.mu.Lock()
+	g.singles = append(g.singles, cmd)
+	holding := g.holding
+	g.mu.Unlock()
+	if holding {
+		g.entered <- struct{}{}
+		<-g.all
 	}
 }
 
@@ -89,8 +105,14 @@ func (g *gate) recorded() [][]string {
 	return slices.Clone(g.batches)
 }
 
+func (g *gate) recordedSingles() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.singles)
+}
+
 // mgetGate is a go-redis hook that passes every MGET, as the list of its
-// keys, through its gate. Other commands pass.
+// keys, and every GET, as its key, through its gate. Other commands pass.
 type mgetGate struct{ *gate }
 
 func newMGETGate() *mgetGate { return &mgetGate{newGate()} }
@@ -99,14 +121,16 @@ func (g *mgetGate) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (g *mgetGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if strings.ToLower(cmd.Name()) != "mget" {
-			return next(ctx, cmd)
+		switch strings.ToLower(cmd.Name()) {
+		case "mget":
+			var keys []string
+			for _, a := range cmd.Args()[1:] {
+				keys = append(keys, fmt.Sprint(a))
+			}
+			g.pass(keys)
+		case "get":
+			g.passSingle(fmt.Sprint(cmd.Args()[1]))
 		}
-		var keys []string
-		for _, a := range cmd.Args()[1:] {
-			keys = append(keys, fmt.Sprint(a))
-		}
-		g.pass(keys)
 		return next(ctx, cmd)
 	}
 }
@@ -116,7 +140,8 @@ func (g *mgetGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 }
 
 // coalescingStore returns a Store with one dispatcher of coalesced Gets
-// over a client with gate, and its prefix.
+// over a client with gate, and its prefix: a Get goes out alone while no
+// other is in flight, and is queued otherwise.
 func coalescingStore(t *testing.T, gate *mgetGate) (*redisstore.Store[string], string, *redis.Client) {
 	t.Helper()
 	client := newClient(t)
@@ -125,17 +150,18 @@ func coalescingStore(t *testing.T, gate *mgetGate) (*redisstore.Store[string], s
 	return s, prefix, client
 }
 
-// holdDispatcher makes the Store's one dispatcher busy with a Get of key
-// "first" held at the gate, and returns the channel its result arrives on.
-func holdDispatcher(t *testing.T, s *redisstore.Store[string], gate *mgetGate) <-chan error {
+// holdDispatcher makes the Store's one dispatcher busy: a Get of key
+// "alone", sent alone as the only Get in flight, is held at the gate until
+// open; a Get of key "first", queued behind it, is taken by the dispatcher
+// and its MGET held at the gate. It returns the channels the results of
+// "first" and "alone" arrive on.
+func holdDispatcher(t *testing.T, s *redisstore.Store[string], gate *mgetGate) (first, alone <-chan error) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Get(context.Background(), "first")
-		done <- err
-	}()
+	alone = getAsync(context.Background(), s, "alone")
 	gate.waitEntered(t)
-	return done
+	first = getAsync(context.Background(), s, "first")
+	gate.waitEntered(t)
+	return first, alone
 }
 
 // getAsync starts a Get and returns the channel its error arrives on.
@@ -183,7 +209,7 @@ func TestCoalescedGetsShareOneMGET(t *testing.T) {
 		require.NoError(t, s.Set(ctx, fmt.Sprint("k", i), tiercache.CacheValue[string]{Data: fmt.Sprint("v", i)}))
 	}
 	require.NoError(t, client.Set(ctx, prefix+"foreign", "not an entry", 0).Err())
-	first := holdDispatcher(t, s, gate)
+	first, alone := holdDispatcher(t, s, gate)
 
 	// 40 Gets over 10 stored keys, a missing one and a bad entry.
 	keys := []string{"missing", "foreign"}
@@ -206,9 +232,11 @@ func TestCoalescedGetsShareOneMGET(t *testing.T) {
 	gate.open()
 	wg.Wait()
 	require.NoError(t, <-first)
+	require.NoError(t, <-alone)
 
 	batches := gate.recorded()
 	require.Len(t, batches, 2, "the held Get's MGET and one for every Get queued behind it")
+	assert.Equal(t, []string{prefix + "alone"}, gate.recordedSingles(), "the one Get in flight went alone, the others queued")
 	assert.Len(t, batches[1], 12, "each distinct key once: %v", batches[1])
 	for i, k := range keys {
 		a := answers[i]
@@ -235,7 +263,7 @@ func TestCoalescedGetsShareOneMGET(t *testing.T) {
 func TestCoalescedGetLeavesWhenItsCtxEnds(t *testing.T) {
 	gate := newMGETGate()
 	s, _, _ := coalescingStore(t, gate)
-	first := holdDispatcher(t, s, gate)
+	first, alone := holdDispatcher(t, s, gate)
 
 	leaverCtx, cancelLeaver := context.WithCancelCause(context.Background())
 	lateCtx, cancelLate := context.WithCancel(context.Background())
@@ -261,6 +289,7 @@ func TestCoalescedGetLeavesWhenItsCtxEnds(t *testing.T) {
 
 	gate.open()
 	assert.NoError(t, receive(t, stayer, "the Get that stayed"), "a caller that left does not fail its batch")
+	assert.NoError(t, receive(t, alone, "the Get sent alone"))
 	batches := gate.recorded()
 	require.Len(t, batches, 2)
 	assert.ElementsMatch(t, []string{"late", "stayer"}, trimPrefixes(batches[1]), "the caller that left while queued is not sent")

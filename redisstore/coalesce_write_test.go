@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +30,19 @@ var errInjected = errors.New("injected: the server refused this one")
 
 func newPipeGate() *pipeGate { return &pipeGate{gate: newGate()} }
 
-func (g *pipeGate) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (g *pipeGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (g *pipeGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook passes a SET or DEL sent alone through the gate as a single
+// command.
+func (g *pipeGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := strings.ToLower(cmd.Name()); name == "set" || name == "del" {
+			key := fmt.Sprint(cmd.Args()[1])
+			g.passSingle(name + " " + key[strings.LastIndex(key, ":")+1:])
+		}
+		return next(ctx, cmd)
+	}
+}
 
 func (g *pipeGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
@@ -64,14 +76,18 @@ func writeCoalescingStore(t *testing.T, gate *pipeGate) *redisstore.Store[string
 	return s
 }
 
-// holdWriter makes the Store's one write dispatcher busy with a Set of key
-// "first" held at the gate, and returns the channel its error arrives on.
-func holdWriter(t *testing.T, s *redisstore.Store[string], gate *pipeGate) <-chan error {
+// holdWriter makes the Store's one write dispatcher busy: a Set of key
+// "alone", sent alone as the only write in flight, is held at the gate
+// until open; a Set of key "first", queued behind it, is taken by the
+// dispatcher and its pipeline held at the gate. It returns the channels
+// the errors of "first" and "alone" arrive on.
+func holdWriter(t *testing.T, s *redisstore.Store[string], gate *pipeGate) (first, alone <-chan error) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- s.Set(context.Background(), "first", tiercache.CacheValue[string]{Data: "1"}) }()
+	alone = setAsync(context.Background(), s, "alone", tiercache.CacheValue[string]{Data: "0"})
 	gate.waitEntered(t)
-	return done
+	first = setAsync(context.Background(), s, "first", tiercache.CacheValue[string]{Data: "1"})
+	gate.waitEntered(t)
+	return first, alone
 }
 
 func setAsync(ctx context.Context, s *redisstore.Store[string], key string, v tiercache.CacheValue[string]) <-chan error {
@@ -98,9 +114,9 @@ func TestCoalescedWritesShareOnePipeline(t *testing.T) {
 		require.NoError(t, s.Set(ctx, k, tiercache.CacheValue[string]{Data: "old"}))
 	}
 	gate.mu.Lock()
-	gate.holding, gate.batches = true, nil
+	gate.holding, gate.batches, gate.singles = true, nil, nil
 	gate.mu.Unlock()
-	first := holdWriter(t, s, gate)
+	first, alone := holdWriter(t, s, gate)
 
 	want := []string{"set k0", "set k1", "set k2", "del gone", "del expired"}
 	errs := make([]<-chan error, 0, len(want))
@@ -120,9 +136,11 @@ func TestCoalescedWritesShareOnePipeline(t *testing.T) {
 	for i, ch := range errs {
 		require.NoError(t, receive(t, ch, want[i]), want[i])
 	}
+	require.NoError(t, receive(t, alone, "the Set sent alone"))
 
 	batches := gate.recorded()
 	require.Len(t, batches, 2, "the held Set's pipeline and one for every write queued behind it")
+	assert.Equal(t, []string{"set alone"}, gate.recordedSingles(), "the one write in flight went alone, the others queued")
 	assert.Equal(t, want, batches[1], "one pipeline, in the order the writes were queued")
 	for i := range 3 {
 		v, err := s.Get(ctx, fmt.Sprint("k", i))
@@ -144,13 +162,14 @@ func TestCoalescedWriteFailsAlone(t *testing.T) {
 	gate.failKey = "bad"
 	s := writeCoalescingStore(t, gate)
 	ctx := batchCtx(t)
-	first := holdWriter(t, s, gate)
+	first, alone := holdWriter(t, s, gate)
 	good := setAsync(ctx, s, "good", tiercache.CacheValue[string]{Data: "g"})
 	waitQueuedWrites(t, s, 1)
 	bad := setAsync(ctx, s, "bad", tiercache.CacheValue[string]{Data: "b"})
 	waitQueuedWrites(t, s, 2)
 	gate.open()
 	require.NoError(t, receive(t, first, "the held Set"))
+	require.NoError(t, receive(t, alone, "the Set sent alone"))
 	require.NoError(t, receive(t, good, "the good Set"))
 	err := receive(t, bad, "the refused Set")
 	require.ErrorIs(t, err, errInjected)
@@ -165,7 +184,7 @@ func TestCoalescedWriteFailsAlone(t *testing.T) {
 func TestCoalescedWriteLeavesWhenItsCtxEnds(t *testing.T) {
 	gate := newPipeGate()
 	s := writeCoalescingStore(t, gate)
-	first := holdWriter(t, s, gate)
+	first, alone := holdWriter(t, s, gate)
 
 	leaverCtx, cancel := context.WithCancelCause(context.Background())
 	leaver := setAsync(leaverCtx, s, "leaver", tiercache.CacheValue[string]{Data: "l"})
@@ -180,6 +199,7 @@ func TestCoalescedWriteLeavesWhenItsCtxEnds(t *testing.T) {
 
 	gate.open()
 	require.NoError(t, receive(t, first, "the held Set"))
+	require.NoError(t, receive(t, alone, "the Set sent alone"))
 	require.NoError(t, receive(t, stayer, "the write that stayed"), "a caller that left does not fail its batch")
 	batches := gate.recorded()
 	require.Len(t, batches, 2)
@@ -191,11 +211,12 @@ func TestCoalescedWriteLeavesWhenItsCtxEnds(t *testing.T) {
 
 // coalescedOps are the two kinds of coalesced request, for the tests that
 // hold for both: each makes a Store with one dispatcher behind a holding
-// gate, holds that dispatcher with a first request, and starts others.
+// gate, holds a request sent alone and the dispatcher with a first queued
+// request, and starts others.
 var coalescedOps = []struct {
 	name   string
 	store  func(t *testing.T) (*redisstore.Store[string], *gate)
-	hold   func(t *testing.T, s *redisstore.Store[string], g *gate) <-chan error
+	hold   func(t *testing.T, s *redisstore.Store[string], g *gate) (first, alone <-chan error)
 	start  func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error
 	queued func(t *testing.T, s *redisstore.Store[string], n int)
 }{
@@ -206,7 +227,7 @@ var coalescedOps = []struct {
 			s, _, _ := coalescingStore(t, g)
 			return s, g.gate
 		},
-		hold: func(t *testing.T, s *redisstore.Store[string], g *gate) <-chan error {
+		hold: func(t *testing.T, s *redisstore.Store[string], g *gate) (first, alone <-chan error) {
 			return holdDispatcher(t, s, &mgetGate{g})
 		},
 		start:  getAsync,
@@ -218,7 +239,7 @@ var coalescedOps = []struct {
 			g := newPipeGate()
 			return writeCoalescingStore(t, g), g.gate
 		},
-		hold: func(t *testing.T, s *redisstore.Store[string], g *gate) <-chan error {
+		hold: func(t *testing.T, s *redisstore.Store[string], g *gate) (first, alone <-chan error) {
 			return holdWriter(t, s, &pipeGate{gate: g})
 		},
 		start: func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error {
@@ -235,7 +256,7 @@ func TestCoalescedClose(t *testing.T) {
 	for _, op := range coalescedOps {
 		t.Run(op.name, func(t *testing.T) {
 			s, g := op.store(t)
-			first := op.hold(t, s, g)
+			first, alone := op.hold(t, s, g)
 			queued := op.start(batchCtx(t), s, "queued")
 			op.queued(t, s, 1)
 
@@ -249,6 +270,7 @@ func TestCoalescedClose(t *testing.T) {
 			}
 			g.open()
 			assert.NoError(t, receive(t, first, "the request in flight at Close"), "a batch in flight is answered")
+			assert.NoError(t, receive(t, alone, "the request sent alone before Close"))
 			assert.NoError(t, receive(t, closed, "Close"))
 			assert.ErrorIs(t, receive(t, op.start(batchCtx(t), s, "after"), "a request after Close"), redisstore.ErrClosed)
 		})
@@ -257,24 +279,59 @@ func TestCoalescedClose(t *testing.T) {
 
 // TestCoalescedPanicIsContained checks, for Gets and writes, that a panic
 // while a dispatcher sends (in a client hook) fails that batch's requests
-// with a tiercache.PanicError and leaves the dispatcher serving.
+// with a tiercache.PanicError and leaves the coalescer serving.
 func TestCoalescedPanicIsContained(t *testing.T) {
 	for _, op := range coalescedOps {
 		t.Run(op.name, func(t *testing.T) {
 			s, g := op.store(t)
-			g.open()
+			first, alone := op.hold(t, s, g)
 			g.setPanics(true)
+			panicking := op.start(batchCtx(t), s, "k")
+			op.queued(t, s, 1)
+			g.next() // first's batch goes; the next one panics
+			require.NoError(t, receive(t, first, "the batch before the panic"))
 			var pe *tiercache.PanicError
-			require.ErrorAs(t, receive(t, op.start(batchCtx(t), s, "k"), "a request meeting the panic"), &pe)
+			require.ErrorAs(t, receive(t, panicking, "a request meeting the panic"), &pe)
 			assert.Equal(t, "hook panics", pe.Value)
 
 			g.setPanics(false)
+			after := op.start(batchCtx(t), s, "after") // queued: alone is still in flight
+			g.waitEntered(t)
+			g.open()
+			require.NoError(t, receive(t, after, "a request queued after the panic"))
+			require.NoError(t, receive(t, alone, "the request sent alone"))
+			assert.Len(t, g.recorded(), 3, "first's batch, the one that panicked, and after's")
+		})
+	}
+}
+
+// TestCoalescersExitWhenIdle checks that the dispatchers of a Store that
+// coalesces are gone once no request is queued, without Close, and come
+// back for the next requests.
+func TestCoalescersExitWhenIdle(t *testing.T) {
+	for _, op := range coalescedOps {
+		t.Run(op.name, func(t *testing.T) {
+			s, g := op.store(t)
+			g.open()
 			ctx := batchCtx(t)
-			require.NoError(t, s.Set(ctx, "k", tiercache.CacheValue[string]{Data: "v"}))
-			v, err := s.Get(ctx, "k")
-			require.NoError(t, err)
-			require.NotNil(t, v)
-			assert.Equal(t, "v", v.Data)
+			for round := range 2 {
+				before := runtime.NumGoroutine()
+				errs := make([]<-chan error, 32)
+				for i := range errs {
+					errs[i] = op.start(ctx, s, fmt.Sprint("k", i))
+				}
+				for i, ch := range errs {
+					require.NoError(t, receive(t, ch, fmt.Sprint("request ", i)))
+				}
+				require.NotEmpty(t, g.recorded(), "round %d: some requests were queued and sent in batches", round)
+				// Polled on this goroutine: testify's Eventually adds its own.
+				for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						buf := make([]byte, 1<<20)
+						t.Fatalf("round %d: %d goroutines, %d before the requests:\n%s", round, runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+					}
+				}
+			}
 		})
 	}
 }

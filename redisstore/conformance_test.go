@@ -11,12 +11,14 @@ import (
 )
 
 // coalescing is the Store options the conformance suite runs with: each
-// command on its own, and every Get and write through the coalescers.
+// command on its own, the defaults (coalescing under load on a single
+// node, off on a Cluster), and two dispatchers each.
 var coalescing = []struct {
 	name string
 	opts redisstore.Options[string]
 }{
-	{"commands", redisstore.Options[string]{}},
+	{"commands", redisstore.Options[string]{CoalesceGets: redisstore.CoalesceOff, CoalesceWrites: redisstore.CoalesceOff}},
+	{"default", redisstore.Options[string]{}},
 	{"coalesced", redisstore.Options[string]{CoalesceGets: 2, CoalesceWrites: 2}},
 }
 

@@ -78,21 +78,27 @@
 // one command does.
 //
 // A key that holds something other than a string reads as a miss in a
-// GetMany on a single node or a Cluster, since MGET answers nil for it,
-// where Get fails with Redis's WRONGTYPE error.
+// GetMany on a single node or a Cluster, since MGET answers nil for it, and
+// in a Get on a Store that coalesces Gets (see below); a Get with
+// coalescing off fails with Redis's WRONGTYPE error.
 //
 // # Coalesced Gets
 //
-// With [Options.CoalesceGets] set to n > 0, concurrent Gets share round
-// trips: a Get queues its key and n dispatcher goroutines each take every
+// Over a *redis.Client, concurrent Gets share round trips once there are
+// more of them than it takes to keep Redis busy ([Options.CoalesceGets],
+// n = [SuggestedCoalesceGets] by default; -1 turns it off; other clients
+// coalesce only when it is set). While fewer than n Gets are in flight, a
+// Get sends its own GET on its caller's goroutine, as it would without
+// coalescing, so a Store with few callers pays nothing for it. Past that, a
+// Get queues its key, and at most n dispatcher goroutines each take every
 // Get queued (up to 128) and read their keys, each distinct key once, with
 // one MGET (one per hash slot in one pipeline on a Cluster), as GetMany
-// does. There is no timer: a Get that finds a dispatcher idle goes out at
-// once, alone, so coalescing adds no wait when Redis keeps up and gathers
-// Gets into batches when it does not. Under many callers on a far or slow
-// Redis this cuts the GETs sent (and the connections they hold) by the
-// batch size; on a quick loopback Redis with few callers it costs a
-// goroutine hand-off per Get.
+// does. There is no timer: a batch is whatever queued while the
+// dispatchers were busy, so coalescing adds no wait beyond a goroutine
+// hand-off and gathers Gets into batches when Redis does not keep up.
+// Under many callers this cuts the GETs sent (and the syscalls and
+// connections they cost) by the batch size: in the comparison benchmark's
+// L2-heavy workload, from one command a call to about a third of one.
 //
 // Each Get still waits for its own ctx only: a Get whose ctx ends while it
 // is queued is dropped from its batch, and one whose batch is in flight
@@ -100,26 +106,29 @@
 // and the latest of its callers' deadlines (none when one of them has
 // none). Each Get decodes its own entry, so a bad entry fails its own Gets
 // only; a key holding something other than a string reads as a miss, as in
-// GetMany. The dispatchers start with the first Get and end with
-// [Store.Close], which a Store that coalesces Gets needs.
+// GetMany, whether its Get was queued or not. A dispatcher starts when a
+// Get is queued and fewer than n are running, and exits when it finds the
+// queue empty: an idle Store holds no goroutine, and [Store.Close] waits
+// for the dispatchers still sending.
 //
 // # Coalesced writes
 //
-// With [Options.CoalesceWrites] set to n > 0, concurrent Sets and Deletes
-// share round trips the same way: n dispatcher goroutines each take every
-// write queued (up to 128) and send their commands (the SET or DEL each
-// would send alone) in one pipeline, in the order they were queued; on a
-// Cluster go-redis splits the pipeline by node. Each write gets its own
-// command's answer, so a write the server refuses fails alone; a write
-// whose ctx ends while it is queued is not sent, and one whose pipeline is
-// in flight returns at once (its command may still land, as a command
-// abandoned at its deadline may). Writes of one caller, each waiting for
-// the last, reach Redis in order; writes of concurrent callers reach it in
-// no given order, as without coalescing. A batch's deadline and values are
-// those of coalesced Gets. Under many callers this cuts the round trips
-// (and connections) of writes by the batch size: a Cache's L2 writes of
-// loaded values, for one, come from many loads at once. The dispatchers
-// start with the first write and end with [Store.Close].
+// Concurrent Sets and Deletes share round trips the same way
+// ([Options.CoalesceWrites], with the same default): while fewer than n
+// writes are in flight a write sends its own command; past that, at most n
+// dispatcher goroutines each take every write queued (up to 128) and send
+// their commands (the SET or DEL each would send alone) in one pipeline,
+// in the order they were queued; on a Cluster go-redis splits the pipeline
+// by node. Each write gets its own command's answer, so a write the server
+// refuses fails alone; a write whose ctx ends while it is queued is not
+// sent, and one whose pipeline is in flight returns at once (its command
+// may still land, as a command abandoned at its deadline may). Writes of
+// one caller, each waiting for the last, reach Redis in order; writes of
+// concurrent callers reach it in no given order, as without coalescing. A
+// batch's deadline and values are those of coalesced Gets. Under many
+// callers this cuts the round trips (and connections) of writes by the
+// batch size: a Cache's L2 writes of loaded values, for one, come from
+// many loads at once.
 //
 // # Entry format
 //

@@ -158,7 +158,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	r.l1, err = otterstore.New(&otterstore.Options[string]{MaximumSize: faultL1Size})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.l1.Close() })
-	l2opts := redisstore.Options[string]{KeyPrefix: r.prefix}
+	l2opts := redisstore.Options[string]{KeyPrefix: r.prefix, CoalesceGets: redisstore.CoalesceOff, CoalesceWrites: redisstore.CoalesceOff}
 	if o.client.coalesce {
 		l2opts.CoalesceGets, l2opts.CoalesceWrites = redisstore.SuggestedCoalesceGets, redisstore.SuggestedCoalesceGets
 	}

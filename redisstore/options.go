@@ -3,6 +3,7 @@ package redisstore
 import (
 	"fmt"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tiercache/tiercache"
 )
 
@@ -16,9 +17,11 @@ const DefaultMaxValueBytes = 4 << 20
 // (proto-max-bulk-len, 512 MB).
 const maxRedisString = 512 << 20
 
-// SuggestedCoalesceGets is a good first value of Options.CoalesceGets on a
-// single node: at most this many MGETs of coalesced Gets are in flight at
-// once. Four keep a batch's wait short (a Get waits for a free dispatcher
+// SuggestedCoalesceGets is the number of dispatchers that Options.CoalesceGets
+// and CoalesceWrites give a Store over a *redis.Client by default, and a
+// good first value on other clients: at most this many MGETs of coalesced
+// Gets are in flight at once, and up to this many Gets go out alone before
+// any is queued. Four keep a batch's wait short (a Get waits for a free dispatcher
 // at most one round trip) and leave most of go-redis's pool (10
 // connections per CPU) to Set, Delete and GetMany; Redis runs one command
 // at a time, so more MGETs in flight mostly make each batch smaller. In the
@@ -27,13 +30,19 @@ const maxRedisString = 512 << 20
 // same throughput on a Redis 2 ms away.
 const SuggestedCoalesceGets = 4
 
+// CoalesceOff, as Options.CoalesceGets or CoalesceWrites, turns coalescing
+// off: every operation sends its own command.
+const CoalesceOff = -1
+
 // maxCoalesceGets bounds Options.CoalesceGets and CoalesceWrites: each
 // dispatcher is a goroutine, and more batches in flight than a pool has
 // connections only queue in go-redis.
 const maxCoalesceGets = 1024
 
 // Options configures a Store. The zero value (and a nil *Options) is valid:
-// no key prefix, JSON, entries up to DefaultMaxValueBytes, one GET per Get.
+// no key prefix, JSON, entries up to DefaultMaxValueBytes, and on a
+// *redis.Client Gets and writes coalesced under load (SuggestedCoalesceGets
+// dispatchers each).
 type Options[T any] struct {
 	// KeyPrefix is prepended to every key: the Redis key of key k is
 	// KeyPrefix+k. Default: none. With Redis Cluster, a prefix holding a
@@ -53,27 +62,27 @@ type Options[T any] struct {
 
 	// CoalesceGets is the number of dispatcher goroutines that gather
 	// concurrent Gets into one MGET each (see "Coalesced Gets" in the
-	// package documentation): at most this many MGETs of coalesced Gets are
-	// in flight at once, each reading every key queued while the others
-	// were. Zero (the default): off, every Get sends its own GET.
-	// SuggestedCoalesceGets (4) is a good start on a *redis.Client (a single
-	// node, or Sentinel) serving many concurrent Gets, above all when Redis
-	// is far or slow. On a *redis.ClusterClient or a *redis.Ring a batch
-	// spans nodes and waits for the slowest, so a node that stalls stalls
-	// the coalesced Gets of keys on the others. At most 1024. The
-	// dispatchers start with the first Get and end with Close: a Store that
-	// coalesces Gets must be closed.
+	// package documentation): while fewer than n Gets are in flight, a Get
+	// sends its own GET; past that it queues, and at most n MGETs of queued
+	// Gets are in flight at once, each reading every key queued while the
+	// others were.
+	//
+	// Zero (the default) means SuggestedCoalesceGets on a *redis.Client (a
+	// single node, or Sentinel) and off on any other client: on a
+	// *redis.ClusterClient or a *redis.Ring a batch spans nodes and waits
+	// for the slowest, so a node that stalls would stall the coalesced Gets
+	// of keys on the others; set it there to coalesce anyway. -1: off,
+	// every Get sends its own GET. At most 1024. The dispatchers run only
+	// while Gets are queued: an idle Store holds no goroutine.
 	CoalesceGets int
 
 	// CoalesceWrites is the number of dispatcher goroutines that gather
 	// concurrent Sets and Deletes into one pipeline each (see "Coalesced
-	// writes" in the package documentation): at most this many pipelines of
-	// coalesced writes are in flight at once, each sending, in the order
-	// they were queued, every write queued while the others were. Zero (the
-	// default): off, every write sends its own command.
-	// SuggestedCoalesceGets is a good start for it too. At most 1024. The
-	// dispatchers start with the first write and end with Close: a Store
-	// that coalesces writes must be closed.
+	// writes" in the package documentation): while fewer than n writes are
+	// in flight, a write sends its own command; past that it queues, and at
+	// most n pipelines of queued writes are in flight at once, each sending,
+	// in the order they were queued, every write queued while the others
+	// were. Zero (the default) and -1 mean what they mean for CoalesceGets.
 	CoalesceWrites int
 }
 
@@ -83,11 +92,28 @@ func (o *Options[T]) validate() error {
 	if o.MaxValueBytes < 0 || o.MaxValueBytes > maxRedisString {
 		return fmt.Errorf("redisstore: Options.MaxValueBytes = %d: must be in [0, %d] (0: DefaultMaxValueBytes)", o.MaxValueBytes, maxRedisString)
 	}
-	if o.CoalesceGets < 0 || o.CoalesceGets > maxCoalesceGets {
-		return fmt.Errorf("redisstore: Options.CoalesceGets = %d: must be in [0, %d] (0: off)", o.CoalesceGets, maxCoalesceGets)
+	if o.CoalesceGets < CoalesceOff || o.CoalesceGets > maxCoalesceGets {
+		return fmt.Errorf("redisstore: Options.CoalesceGets = %d: must be -1 (off), 0 (the default) or in [1, %d]", o.CoalesceGets, maxCoalesceGets)
 	}
-	if o.CoalesceWrites < 0 || o.CoalesceWrites > maxCoalesceGets {
-		return fmt.Errorf("redisstore: Options.CoalesceWrites = %d: must be in [0, %d] (0: off)", o.CoalesceWrites, maxCoalesceGets)
+	if o.CoalesceWrites < CoalesceOff || o.CoalesceWrites > maxCoalesceGets {
+		return fmt.Errorf("redisstore: Options.CoalesceWrites = %d: must be -1 (off), 0 (the default) or in [1, %d]", o.CoalesceWrites, maxCoalesceGets)
 	}
 	return nil
+}
+
+// coalescers returns the number of dispatchers that Options.CoalesceGets
+// or CoalesceWrites, set to n, gives a Store over client: n itself, or for
+// the default (0) SuggestedCoalesceGets on a *redis.Client and none on
+// other clients; 0 means no coalescing.
+func coalescers(n int, client redis.UniversalClient) int {
+	switch {
+	case n == CoalesceOff:
+		return 0
+	case n > 0:
+		return n
+	}
+	if _, ok := client.(*redis.Client); ok {
+		return SuggestedCoalesceGets
+	}
+	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,11 +18,11 @@ import (
 // for concurrent use. Create it with New.
 //
 // Every operation sends one command: Set a SET (with PXAT when the value
-// expires) or a DEL, Delete a DEL, and Get a GET, or, with coalesced Gets
-// (see Options.CoalesceGets), its key in one MGET with the keys of the
-// other Gets in flight; with coalesced writes (Options.CoalesceWrites), the
-// command of a Set or Delete goes in one pipeline with those of the other
-// writes in flight. Every operation
+// expires) or a DEL, Delete a DEL, and Get a GET. Under load, coalescing
+// (Options.CoalesceGets and CoalesceWrites, on by default over a
+// *redis.Client) shares round trips instead: a Get that finds enough Gets
+// in flight sends its key in one MGET with the keys of the others queued,
+// and a write its command in one pipeline with theirs. Every operation
 // returns by its ctx's deadline, whatever the client's options (see the
 // package documentation for how and what it costs). The Store does not own
 // the client: closing the client is the caller's business.
@@ -65,11 +66,11 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 	if s.max == 0 {
 		s.max = DefaultMaxValueBytes
 	}
-	if o.CoalesceGets > 0 {
-		s.gets = newCoalescer(o.CoalesceGets, s.readRaw, &s.pending)
+	if n := coalescers(o.CoalesceGets, client); n > 0 {
+		s.gets = newCoalescer(n, s.readRaw, &s.pending)
 	}
-	if o.CoalesceWrites > 0 {
-		s.writes = newWriteCoalescer(o.CoalesceWrites, s.processPipeline, &s.pending)
+	if n := coalescers(o.CoalesceWrites, client); n > 0 {
+		s.writes = newWriteCoalescer(n, s.processPipeline, &s.pending)
 	}
 	return s, nil
 }
@@ -80,44 +81,33 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 // cannot decode) and entries above MaxValueBytes make Get fail with an error
 // that names the key and wraps ErrInvalidEntry or ErrValueTooLarge.
 //
-// With coalesced Gets (Options.CoalesceGets), Get queues its key for the
-// next MGET and waits for its answer or for ctx to end, whichever comes
-// first; it decodes its own entry, so a bad entry fails this Get only, with
-// the errors above. A key that holds something other than a string then
-// reads as a miss, as in GetMany, where a GET fails with Redis's WRONGTYPE
-// error.
+// With coalesced Gets (Options.CoalesceGets), a Get that finds as many Gets
+// in flight as the Store has dispatchers queues its key for the next MGET
+// and waits for its answer or for ctx to end, whichever comes first; it
+// decodes its own entry, so a bad entry fails this Get only, with the
+// errors above. On such a Store a key that holds something other than a
+// string reads as a miss, as MGET answers for it, whichever way its Get
+// went; with coalescing off, Get fails with Redis's WRONGTYPE error.
 //
 // The bytes given to Codec.Unmarshal share memory with the string go-redis
 // read: the Codec may keep them but must not modify them.
 func (s *Store[T]) Get(ctx context.Context, key string) (*tiercache.CacheValue[T], error) {
 	rkey := s.prefix + key
 	if s.gets != nil {
-		return s.getCoalesced(ctx, rkey)
+		queue := s.gets.enter()
+		defer s.gets.exit()
+		if queue {
+			return s.getCoalesced(ctx, rkey)
+		}
 	}
 	cmd := redis.NewStringCmd(ctx, "get", rkey)
 	if err := s.process(ctx, cmd); err != nil {
-		if err == redis.Nil {
+		if err == redis.Nil || s.gets != nil && isWrongType(err) {
 			return nil, nil
 		}
 		return nil, &opError{"get", rkey, err}
 	}
-	b, _ := cmd.Bytes()
-	if len(b) > s.max {
-		return nil, &opError{"get", rkey, fmt.Errorf("%w: %d bytes, above MaxValueBytes (%d)", ErrValueTooLarge, len(b), s.max)}
-	}
-	h, payload, err := parseHeader(b)
-	if err != nil {
-		return nil, &opError{"get", rkey, err}
-	}
-	// Redis drops the key at Expire by its own clock; this one decides.
-	if h.hasExpire && h.expire <= time.Now().UnixMilli() {
-		return nil, nil
-	}
-	v, err := decodePayload(s.codec, h, payload)
-	if err != nil {
-		return nil, &opError{"get", rkey, err}
-	}
-	return &v, nil
+	return s.decoded(rkey, cmd.Val())
 }
 
 // getCoalesced is Get through the Store's coalescer.
@@ -132,7 +122,13 @@ func (s *Store[T]) getCoalesced(ctx context.Context, rkey string) (*tiercache.Ca
 	if !r.found {
 		return nil, nil
 	}
-	v, ok, err := s.decode(r.val, time.Now().UnixMilli())
+	return s.decoded(rkey, r.val)
+}
+
+// decoded returns Get's answer for val, the string Redis holds at rkey.
+func (s *Store[T]) decoded(rkey, val string) (*tiercache.CacheValue[T], error) {
+	// Redis drops the key at Expire by its own clock; this one decides.
+	v, ok, err := s.decode(val, time.Now().UnixMilli())
 	if err != nil {
 		return nil, &opError{"get", rkey, err}
 	}
@@ -196,6 +192,11 @@ func (s *Store[T]) processWrite(ctx context.Context, cmd redis.Cmder) error {
 	if s.writes == nil {
 		return s.process(ctx, cmd)
 	}
+	queue := s.writes.enter()
+	defer s.writes.exit()
+	if !queue {
+		return s.process(ctx, cmd)
+	}
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
@@ -231,9 +232,9 @@ func (s *Store[T]) Delete(ctx context.Context, key string) error {
 // their ctx ended (see the package documentation) have ended, or until ctx
 // ends, when it returns ctx's error. Close does not close the client, which
 // the caller owns; calling it is needed only to make sure no goroutine of
-// the Store is left (a Store that coalesces Gets or writes holds its
-// dispatchers from its first Get or write until Close), before closing the
-// client or at the end of a test. It is idempotent.
+// the Store is left (a dispatcher ends with the last batch it finds queued,
+// an abandoned command when Redis answers it or the client gives up),
+// before closing the client or at the end of a test. It is idempotent.
 func (s *Store[T]) Close(ctx context.Context) error {
 	s.closed.Store(true)
 	if s.gets != nil {
@@ -246,4 +247,11 @@ func (s *Store[T]) Close(ctx context.Context) error {
 		return fmt.Errorf("redisstore: close: %w", err)
 	}
 	return nil
+}
+
+// isWrongType reports whether err is Redis's answer to a command on a key
+// holding the wrong kind of value.
+func isWrongType(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
 }

@@ -71,7 +71,8 @@ func TestNew(t *testing.T) {
 		ok       bool
 	}{
 		{"CoalesceGets zero", 0, true},
-		{"CoalesceGets negative", -1, false},
+		{"CoalesceGets off", redisstore.CoalesceOff, true},
+		{"CoalesceGets below -1", -2, false},
 		{"CoalesceGets 1024", 1024, true},
 		{"CoalesceGets above 1024", 1025, false},
 	} {
@@ -105,15 +106,50 @@ func TestNew(t *testing.T) {
 	})
 }
 
-// getModes are the two ways a Get reaches Redis, which the tests of Get run
-// through: one GET per Get (the default), and coalesced with the Gets of
-// other callers into MGETs.
+// TestCoalescingDefaults checks what Options.CoalesceGets and
+// CoalesceWrites give each kind of client: by default SuggestedCoalesceGets
+// on a *redis.Client and nothing on a Cluster or Ring, where a batch would
+// wait for the slowest node; -1 turns coalescing off; a number is taken as
+// it is.
+func TestCoalescingDefaults(t *testing.T) {
+	single := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	t.Cleanup(func() { single.Close(); cluster.Close(); ring.Close() })
+	n := redisstore.SuggestedCoalesceGets
+	for _, c := range []struct {
+		name               string
+		client             redis.UniversalClient
+		gets, writes       int
+		wantGets, wantWrit int
+	}{
+		{"single node, defaults", single, 0, 0, n, n},
+		{"single node, off", single, redisstore.CoalesceOff, redisstore.CoalesceOff, 0, 0},
+		{"single node, Gets only", single, 2, redisstore.CoalesceOff, 2, 0},
+		{"Cluster, defaults", cluster, 0, 0, 0, 0},
+		{"Cluster, set", cluster, 3, 5, 3, 5},
+		{"Ring, defaults", ring, 0, 0, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := redisstore.New(c.client, &redisstore.Options[string]{CoalesceGets: c.gets, CoalesceWrites: c.writes})
+			require.NoError(t, err)
+			gets, writes := redisstore.Coalescers(s)
+			assert.Equal(t, c.wantGets, gets, "dispatchers of Gets")
+			assert.Equal(t, c.wantWrit, writes, "dispatchers of writes")
+		})
+	}
+}
+
+// getModes are the two kinds of Store the tests of Get run through: one
+// GET per Get (coalescing off), and the default, which coalesces Gets under
+// load (the tests in coalesce_test.go put it under load) and otherwise
+// sends a Get alone; both must answer alike.
 var getModes = []struct {
 	name     string
 	coalesce int // Options.CoalesceGets
 }{
-	{"plain", 0},
-	{"coalesced", redisstore.SuggestedCoalesceGets},
+	{"plain", redisstore.CoalesceOff},
+	{"coalescing", 0},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -402,7 +438,7 @@ func testHostileEntries(t *testing.T, coalesce int) {
 		require.NoError(t, client.LPush(ctx, prefix+"list", "x").Err())
 		got, err := s.Get(ctx, "list")
 		assert.Nil(t, got)
-		if coalesce > 0 { // MGET answers nil: a miss, as in GetMany
+		if coalesce != redisstore.CoalesceOff { // a miss, as MGET answers when the Get is queued
 			assert.NoError(t, err)
 			return
 		}
@@ -502,7 +538,7 @@ func testClose(t *testing.T, coalesce int) {
 	s, err := redisstore.New(client, &redisstore.Options[string]{CoalesceGets: coalesce})
 	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = s.Get(ctx, "k") // starts the dispatchers of coalesced Gets
+	_, err = s.Get(ctx, "k")
 	require.NoError(t, err)
 	require.NoError(t, s.Close(ctx))
 	require.NoError(t, s.Close(ctx), "Close is idempotent")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tiercache/tiercache/redisstore"
 )
 
 // discussion returns results.md's discussion: what the figures say, drawn
@@ -31,13 +33,15 @@ func discussion(byID map[string][]summary, env environment) string {
 			"lacks runs on a pooled goroutine, which then writes the value to Redis in a slot of the OffloadPool; the L1 copy of " +
 			"an L2 hit is written before the call returns (RefillInline). The peers read Redis and load on the caller's goroutine. The CPU/op column " +
 			"gives each library's CPU time per call; `go run . -profile DIR` writes the CPU profiles that show where it goes. ")
-		if co, ok := find(ss, nameSequentialCoalesced); ok {
-			if best, ok := bestPeer(ss); ok {
-				p("Every library sends about the same Redis commands here (a GET per local miss, a SET per load); with coalescing "+
-					"tiercache sends the GETs of concurrent misses in shared MGETs and the SETs of concurrent loads in shared pipelines, "+
-					"so that fewer round trips carry them: %s ops/s warm, %.2f× the best peer (%s), %.1f allocs/op.%s ",
-					thousands(co.Throughput), co.Throughput/best.Throughput, best.Kind.Name, co.Allocs, codecNote(ss, co))
-			}
+		seq, okSeq := find(ss, nameSequential)
+		off, okOff := find(ss, nameSequentialUncoalesced)
+		if best, ok := bestPeer(ss); ok && okSeq && okOff {
+			p("Sent one by one, every library's Redis commands are about the same here (a GET per local miss, a SET per load): "+
+				"so are tiercache's with coalescing off, %.2f per call, %s ops/s warm. By default redisstore sends the GETs of "+
+				"concurrent misses in shared MGETs and the SETs of concurrent loads in shared pipelines once %d are in flight, "+
+				"so that fewer round trips carry them: %.2f commands per call, %s ops/s warm, %.2f× the best peer (%s), %.1f allocs/op.%s ",
+				off.Commands, thousands(off.Throughput), redisstore.SuggestedCoalesceGets, seq.Commands, thousands(seq.Throughput),
+				seq.Throughput/best.Throughput, best.Kind.Name, seq.Allocs, codecNote(ss, seq))
 		}
 		p("ParallelReadPolicy reads Redis on every call, local hit or not (Redis cmds/op near 1 against about 0.2 for the others), " +
 			"so it runs at the rate of Redis round trips; that is its purpose (the fresher of the two copies wins), not a defect. " +
@@ -52,7 +56,7 @@ func discussion(byID map[string][]summary, env environment) string {
 				parts = append(parts, fmt.Sprintf("%s %s ops/s, %.1f allocs/op, %s B/op", s.Kind.Name, thousands(s.Throughput), s.Allocs, thousands(s.Bytes)))
 			}
 		}
-		p("%s. Every library sends one GET per local miss (GET/op ≈ 0.9); the difference is CPU per call on a machine whose two "+
+		p("%s. The peers send one GET per local miss (GET/op ≈ 0.9), and so does tiercache with coalescing off; beyond the round trips, the difference is CPU per call on a machine whose two "+
 			"CPUs also run redis-server. go-redis/cache decodes msgpack on the caller's goroutine and copies the bytes into TinyLFU; "+
 			"sturdyc decodes its JSON record on the caller's goroutine; tiercache decodes JSON (`encoding/json` is the slowest of the "+
 			"three codecs) on the caller's goroutine too and copies the value into otter there (RefillInline); each L2 hit also "+
@@ -70,10 +74,14 @@ func discussion(byID map[string][]summary, env environment) string {
 				p("Pipelining saves every library system calls and Redis work.")
 			}
 		}
-		if co, ok := find(ss, nameSequentialCoalesced); ok {
-			p(" With coalescing (CoalesceGets and CoalesceWrites), redisstore cuts Redis commands to %.2f per call (%s ops/s, p99 %s); what it leaves is tiercache's CPU per L1 miss.",
-				co.Commands, thousands(co.Throughput), fmtDur(co.P99))
-			p("%s", codecNote(ss, co))
+		seq, okSeq := find(ss, nameSequential)
+		if off, ok := find(ss, nameSequentialUncoalesced); ok && okSeq {
+			p(" With coalescing off tiercache sends %.2f Redis commands per call and runs at %s ops/s, p99 %s; coalescing (redisstore's "+
+				"default) cuts the commands to %.2f per call (%s ops/s, p99 %s); what it leaves is tiercache's CPU per L1 miss.",
+				off.Commands, thousands(off.Throughput), fmtDur(off.P99), seq.Commands, thousands(seq.Throughput), fmtDur(seq.P99))
+		}
+		if okSeq {
+			p("%s", codecNote(ss, seq))
 		}
 		p("\n\n")
 	}
@@ -118,21 +126,22 @@ func discussion(byID map[string][]summary, env environment) string {
 		rt := float64(env.PoolSize) / (float64(env.Sizes.RedisDelay.Seconds()) + 0.0005)
 		p("**Redis slow (d).** With 2 ms added to every reply, a connection carries at most one command per ~2.5 ms (the proxy's "+
 			"2 ms plus timer and scheduling slack), so a pool of %d connections caps every library near %s round trips per second, "+
-			"about %s calls per second at 0.9 GETs per call. All three send one command per round trip and none reaches the cap, "+
-			"since the proxy, Redis and the library share two CPUs",
+			"about %s calls per second at 0.9 GETs per call. The peers (and tiercache with coalescing off) send one command per "+
+			"round trip and none reaches the cap, since the proxy, Redis and the library share two CPUs",
 			env.PoolSize, thousands(rt), thousands(rt/0.9))
 		if best, ok := bestPeer(ss); ok {
-			if s, ok := find(ss, nameSequential); ok {
-				p(": tiercache Sequential %s ops/s, %s %s", thousands(s.Throughput), best.Kind.Name, thousands(best.Throughput))
+			if s, ok := find(ss, nameSequentialUncoalesced); ok {
+				p(": tiercache Sequential with coalescing off %s ops/s, %s %s", thousands(s.Throughput), best.Kind.Name, thousands(best.Throughput))
 			}
 		}
 		p(". With the round trip this long, CPU per call matters less than in b, and waiting for a free connection is what makes the p99. ")
 		best, okBest := bestPeer(ss)
-		if co, ok := find(ss, nameSequentialCoalesced); ok && okBest {
-			p("Sending the commands of concurrent callers together is the lever. With coalescing (redisstore gathers concurrent "+
-				"Gets into one MGET, and writes into one pipeline, no batching window, each caller still bound by its own deadline) tiercache sends %.2f Redis "+
-				"commands per call instead of %.2f and runs at %.2f× the best peer (%s), p99 %s against %s. ",
-				co.Commands, best.Commands, co.Throughput/best.Throughput, best.Kind.Name, fmtDur(co.P99), fmtDur(best.P99))
+		if co, ok := find(ss, nameSequential); ok && okBest {
+			p("Sending the commands of concurrent callers together is the lever. With its defaults (redisstore gathers concurrent "+
+				"Gets into one MGET, and writes into one pipeline, once %d are in flight, no batching window, each caller still bound "+
+				"by its own deadline) tiercache sends %.2f Redis commands per call instead of %.2f and runs at %.2f× the best peer (%s), "+
+				"p99 %s against %s. ",
+				redisstore.SuggestedCoalesceGets, co.Commands, best.Commands, co.Throughput/best.Throughput, best.Kind.Name, fmtDur(co.P99), fmtDur(best.P99))
 		}
 		if ap := experimentRows(ss); ap != "" {
 			p("The experiment rows try go-redis's AutoPipeliner on every library: %s. ", ap)
@@ -190,7 +199,7 @@ func discussion(byID map[string][]summary, env environment) string {
 // codecNote compares the codec experiment with co, the same configuration
 // on JSON; empty when the experiment did not run.
 func codecNote(ss []summary, co summary) string {
-	mp, ok := find(ss, nameCoalescedMsgpack)
+	mp, ok := find(ss, nameSequentialMsgpack)
 	if !ok {
 		return ""
 	}

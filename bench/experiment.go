@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/tiercache/tiercache/redisstore"
 )
 
 // experiments returns configurations that are not part of the comparison
@@ -58,18 +57,18 @@ func experiments() []libraryKind {
 	return append(kinds, codecExperiment())
 }
 
-// codecExperiment is tiercache Sequential + Coalescing with msgpack as
+// codecExperiment is tiercache Sequential with msgpack as
 // redisstore's Codec instead of JSON, on the workloads where the codec
 // counts most (an L2 hit decodes a value): b, and a-warm for the misses of
 // read-mostly traffic.
 func codecExperiment() libraryKind {
-	k := tiercacheCoalescedKind()
-	k.Name, k.Label = nameCoalescedMsgpack, "tiercache sequential +coalescing +msgpack"
+	k := tiercacheKind("Sequential", "sequential", tiercacheSequential)
+	k.Name, k.Label = nameSequentialMsgpack, "tiercache sequential +msgpack"
 	k.Settings += "; redisstore's `Codec` is msgpack (github.com/vmihailenco/msgpack/v5, go-redis/cache's encoding; " +
 		"a Codec of a few lines in this module, codec.go) instead of the default JSON"
 	k.New = func(cfg libConfig) (Library, error) {
 		client := newRedisClient(cfg)
-		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.SuggestedCoalesceGets, msgpackCodec[Product]{})
+		return newTiercache(cfg, client, client, tiercacheSequential, 0, msgpackCodec[Product]{})
 	}
 	k.Family = familyTiercacheMsgpack
 	k.Only = []string{"a-warm", "b"}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,7 +30,8 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 		Name:   "tiercache " + policyName,
 		Label:  "tiercache " + label,
 		Family: familyTiercache,
-		Settings: "otterstore L1 (`MaximumSize: 10_000`), redisstore L2 (JSON codec, the default), " +
+		Settings: "otterstore L1 (`MaximumSize: 10_000`), redisstore L2 (its defaults: the JSON codec, and Gets and writes " +
+			"coalesced under load, 4 dispatchers each, see the Sequential + coalescing off row), " +
 			"`Options{ReadPolicy: " + policyName + ", DefaultTTL: 1h, L2Timeout: 100ms, Refill: RefillInline}` (the refill its README " +
 			"gives for an in-process L1), every other option at its default (its own OffloadPool: 64 tasks, 1,024 queued; SequentialWritePolicy)",
 		New: func(cfg libConfig) (Library, error) {
@@ -39,20 +41,22 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 	}
 }
 
-// tiercacheCoalescedKind is tiercache Sequential with redisstore's
-// coalesced Gets and writes (Options.CoalesceGets and CoalesceWrites), the
-// settings its README gives for many callers, above all on a slow or far
-// Redis.
-func tiercacheCoalescedKind() libraryKind {
+// tiercacheUncoalescedKind is tiercache Sequential with redisstore's
+// coalescing turned off (Options.CoalesceGets and CoalesceWrites = -1):
+// every Get sends its own GET and every write its own command, as every
+// peer does.
+func tiercacheUncoalescedKind() libraryKind {
 	k := tiercacheKind("Sequential", "sequential", tiercacheSequential)
-	k.Name, k.Label = nameSequentialCoalesced, "tiercache sequential +coalescing"
+	k.Name, k.Label = nameSequentialUncoalesced, "tiercache sequential coalescing off"
 	n := redisstore.SuggestedCoalesceGets
-	k.Settings += fmt.Sprintf("; redisstore with `Options{CoalesceGets: %d, CoalesceWrites: %d}` (SuggestedCoalesceGets): "+
-		"concurrent Gets share MGETs and concurrent Sets and Deletes share pipelines, %d dispatchers each, up to 128 "+
-		"requests a batch, no batching window (a batch is what queued while the dispatchers were busy)", n, n, n)
+	k.Settings = strings.Replace(k.Settings, ", see the Sequential + coalescing off row)", " by default)", 1) +
+		fmt.Sprintf("; here redisstore runs with `Options{CoalesceGets: -1, CoalesceWrites: -1}`: coalescing off, every Get "+
+			"sends its own GET and every Set its own SET. By default, over a *redis.Client, a Get or write that finds %d others "+
+			"in flight is queued instead, and at most %d dispatchers each send every Get queued in one MGET (every write "+
+			"queued in one pipeline), up to 128 a batch, no batching window (a batch is what queued while the dispatchers were busy)", n, n)
 	k.New = func(cfg libConfig) (Library, error) {
 		client := newRedisClient(cfg)
-		return newTiercache(cfg, client, client, tiercacheSequential, n, nil)
+		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.CoalesceOff, nil)
 	}
 	return k
 }
@@ -73,8 +77,9 @@ var (
 
 // newTiercache builds the cache with policy over l2Client, a client of
 // client (client itself, or an AutoPipeliner of it), which Close closes;
-// redisstore coalesces Gets, and writes, with coalesce dispatchers each (0:
-// not at all) and encodes with codec (nil: its default, JSON).
+// redisstore coalesces Gets, and writes, as Options.CoalesceGets and
+// CoalesceWrites set to coalesce say (0: its default) and encodes with
+// codec (nil: its default, JSON).
 func newTiercache(cfg libConfig, client *redis.Client, l2Client redis.UniversalClient, policy int, coalesce int, codec tiercache.Codec[Product]) (*tiercacheLib, error) {
 	l1, err := otterstore.New(&otterstore.Options[Product]{MaximumSize: cfg.Capacity})
 	if err != nil {

@@ -104,7 +104,7 @@ func libraries() []libraryKind {
 		tiercacheKind("Parallel", "parallel", tiercacheParallel),
 		tiercacheKind("Race LoserOffload", "race-offload", tiercacheRaceOffload),
 		tiercacheKind("Race LoserCancel", "race-cancel", tiercacheRaceCancel),
-		tiercacheCoalescedKind(),
+		tiercacheUncoalescedKind(),
 		goRedisCacheKind(),
 		sturdycKind(),
 	}

@@ -10,10 +10,10 @@ import (
 
 // Names of the rows the targets compare.
 const (
-	nameSequential          = "tiercache Sequential"
-	nameSequentialAP        = "tiercache Sequential + AutoPipeline"
-	nameCoalescedMsgpack    = "tiercache Sequential + Coalescing + msgpack"
-	nameSequentialCoalesced = "tiercache Sequential + Coalescing"
+	nameSequential            = "tiercache Sequential"
+	nameSequentialAP          = "tiercache Sequential + AutoPipeline"
+	nameSequentialMsgpack     = "tiercache Sequential + msgpack"
+	nameSequentialUncoalesced = "tiercache Sequential, coalescing off"
 )
 
 // renderResults writes results.md: the setup, the tables, the targets and
@@ -304,19 +304,6 @@ func evaluateTargets(byID map[string][]summary, env environment) []target {
 				thousands(seq.Throughput), best.Kind.Name, thousands(best.Throughput), ratio, seq.Allocs, strings.Join(allocs, ", ")),
 			Verdict: verdict(ratio >= 1.5 && fewer),
 		})
-		if x, ok := find(ss, nameSequentialCoalesced); ok {
-			ratio := x.Throughput / best.Throughput
-			fewer := true
-			for _, p := range peers(ss) {
-				fewer = fewer && x.Allocs < p.Allocs
-			}
-			ts = append(ts, target{
-				Target: fmt.Sprintf("%s: Sequential + Coalescing (redisstore's options for many callers) ≥ 1.5× the same best peer, with fewer allocs/op than every peer", id),
-				Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**; allocs/op %.1f",
-					thousands(x.Throughput), thousands(best.Throughput), ratio, x.Allocs),
-				Verdict: verdict(ratio >= 1.5 && fewer),
-			})
-		}
 	}
 	if ss, ok := byID["c"]; ok {
 		keys := env.Sizes.StampedeKeys
@@ -347,14 +334,6 @@ func evaluateTargets(byID map[string][]summary, env environment) []target {
 				Measured: fmt.Sprintf("%s ops/s vs %s %s: **%.2f×**%s", thousands(seq.Throughput), best.Kind.Name, thousands(best.Throughput), ratio, bestPolicyNote(ss, best)),
 				Verdict:  verdict(ratio >= 1.3),
 			})
-			if x, ok := find(ss, nameSequentialCoalesced); ok {
-				ratio := x.Throughput / best.Throughput
-				ts = append(ts, target{
-					Target:   "b: Sequential + Coalescing (redisstore's options for many callers) ≥ 1.3× the same best peer",
-					Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**", thousands(x.Throughput), thousands(best.Throughput), ratio),
-					Verdict:  verdict(ratio >= 1.3),
-				})
-			}
 			if x, ok := find(ss, nameSequentialAP); ok {
 				ratio := x.Throughput / best.Throughput
 				ts = append(ts, target{
@@ -376,15 +355,6 @@ func evaluateTargets(byID map[string][]summary, env environment) []target {
 					fmtDur(seq.P99), fmtDur(best.P99), bestPolicyNote(ss, best)),
 				Verdict: verdict(ratio >= 1.5 && seq.P99 <= best.P99),
 			})
-			if x, ok := find(ss, nameSequentialCoalesced); ok {
-				ratio := x.Throughput / best.Throughput
-				ts = append(ts, target{
-					Target: "d: Sequential + Coalescing (redisstore's options for a slow Redis) ≥ 1.5× the same best peer, with a p99 no worse",
-					Measured: fmt.Sprintf("%s ops/s vs %s: **%.2f×**; p99 %s vs %s; Redis commands per call %.2f vs %.2f",
-						thousands(x.Throughput), thousands(best.Throughput), ratio, fmtDur(x.P99), fmtDur(best.P99), x.Commands, best.Commands),
-					Verdict: verdict(ratio >= 1.5 && x.P99 <= best.P99),
-				})
-			}
 			if x, ok := find(ss, nameSequentialAP); ok {
 				ratio := x.Throughput / best.Throughput
 				ts = append(ts, target{

@@ -21,13 +21,15 @@ import (
 // JSON):
 //
 //   - path=goredis: go-redis alone (GET/SET of the entry's bytes), no Store;
-//   - path=direct: a Store over a client with ContextTimeoutEnabled, which
-//     calls it on the caller's goroutine;
-//   - path=guarded: a Store over a client with default options, which runs
-//     each command on a goroutine of its own to return by ctx's deadline;
-//   - path=coalesced: path=direct with Options.CoalesceGets and
-//     CoalesceWrites = SuggestedCoalesceGets, Gets sharing MGETs and Sets
-//     sharing pipelines.
+//   - path=direct: a Store with coalescing off (CoalesceGets and
+//     CoalesceWrites -1) over a client with ContextTimeoutEnabled, which it
+//     calls on the caller's goroutine;
+//   - path=guarded: the same over a client with default options, which it
+//     runs each command on a goroutine of its own to return by ctx's
+//     deadline;
+//   - path=coalesced: path=direct with the Store's defaults, which coalesce
+//     under load: Gets sharing MGETs and Sets sharing pipelines once
+//     SuggestedCoalesceGets are in flight.
 //
 // Every call gets a ctx with a deadline, as a tiercache Cache gives it.
 var benchPaths = []struct {
@@ -35,10 +37,10 @@ var benchPaths = []struct {
 	cte      bool
 	coalesce int
 }{
-	{"path=goredis", true, 0},
-	{"path=direct", true, 0},
-	{"path=guarded", false, 0},
-	{"path=coalesced", true, redisstore.SuggestedCoalesceGets},
+	{"path=goredis", true, redisstore.CoalesceOff},
+	{"path=direct", true, redisstore.CoalesceOff},
+	{"path=guarded", false, redisstore.CoalesceOff},
+	{"path=coalesced", true, 0},
 }
 
 func benchStore(b *testing.B, cte bool, coalesce int) (*redis.Client, *redisstore.Store[user], string) {
@@ -207,8 +209,8 @@ func (c *recordClient) Process(_ context.Context, cmd redis.Cmder) error {
 // hit over a real Redis: the flight, the Store's Get and its decoding, the
 // refill (RefillInline, as for an in-process L1); 8 callers on distinct
 // keys, each key in Redis, and an L1 that never holds anything, so that
-// every call reads L2. path=coalesced is the Store with
-// Options.CoalesceGets and CoalesceWrites = SuggestedCoalesceGets.
+// every call reads L2. path=coalesced is the Store with its defaults,
+// which coalesce under load.
 // path=floor is the least a two-tier read can do on the same traffic:
 // go-redis's GET of a plain JSON value, json.Unmarshal, and a copy into a
 // mutex-guarded map, on the caller's goroutine, no deadline.
@@ -220,7 +222,7 @@ func BenchmarkCacheL2Hit(b *testing.B) {
 	const keys = 1024
 	load := func(context.Context) (user, error) { return user{}, errors.New("loaded: the key is in Redis") }
 	b.Run("path=floor", func(b *testing.B) {
-		client, _, prefix := benchStore(b, true, 0)
+		client, _, prefix := benchStore(b, true, redisstore.CoalesceOff)
 		ctx := context.Background()
 		for i := range keys {
 			raw, err := json.Marshal(ada)

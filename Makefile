@@ -92,8 +92,9 @@ demo-policies: ## Show the read policies side by side on two simulated layers.
 	cd examples && $(GO) run ./policies
 
 FUZZTIME ?= 60s
-fuzz: ## Fuzz redisstore's entry decoder for FUZZTIME (default 60s).
+fuzz: ## Fuzz redisstore's entry decoder, then its JSON codec against encoding/json, for FUZZTIME (default 60s) each.
 	cd redisstore && $(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) .
+	cd redisstore && $(GO) test -run='^$$' -fuzz=FuzzJSONCodec -fuzztime=$(FUZZTIME) .
 
 tidy: ## Run go mod tidy in every module.
 	@for m in $(MODULES); do \

@@ -30,8 +30,8 @@ func tiercacheKind(policyName, label string, policy int) libraryKind {
 		Name:   "tiercache " + policyName,
 		Label:  "tiercache " + label,
 		Family: familyTiercache,
-		Settings: "otterstore L1 (`MaximumSize: 10_000`), redisstore L2 (its defaults: the JSON codec, and Gets and writes " +
-			"coalesced under load, 4 dispatchers each, see the Sequential + coalescing off row), " +
+		Settings: "otterstore L1 (`MaximumSize: 10_000`), redisstore L2 (its defaults: JSON, written by encoding/json and read by segmentio/encoding's decoder, and Gets and writes " +
+			"coalesced under load, 4 dispatchers each, see the Sequential (coalescing off) row), " +
 			"`Options{ReadPolicy: " + policyName + ", DefaultTTL: 1h, L2Timeout: 100ms, Refill: RefillInline}` (the refill its README " +
 			"gives for an in-process L1), every other option at its default (its own OffloadPool: 64 tasks, 1,024 queued; SequentialWritePolicy)",
 		New: func(cfg libConfig) (Library, error) {
@@ -49,7 +49,7 @@ func tiercacheUncoalescedKind() libraryKind {
 	k := tiercacheKind("Sequential", "sequential", tiercacheSequential)
 	k.Name, k.Label = nameSequentialUncoalesced, "tiercache sequential coalescing off"
 	n := redisstore.SuggestedCoalesceGets
-	k.Settings = strings.Replace(k.Settings, ", see the Sequential + coalescing off row)", " by default)", 1) +
+	k.Settings = strings.Replace(k.Settings, ", see the Sequential (coalescing off) row)", " by default)", 1) +
 		fmt.Sprintf("; here redisstore runs with `Options{CoalesceGets: -1, CoalesceWrites: -1}`: coalescing off, every Get "+
 			"sends its own GET and every Set its own SET. By default, over a *redis.Client, a Get or write that finds %d others "+
 			"in flight is queued instead, and at most %d dispatchers each send every Get queued in one MGET (every write "+

@@ -13,7 +13,7 @@ const (
 	nameSequential            = "tiercache Sequential"
 	nameSequentialAP          = "tiercache Sequential + AutoPipeline"
 	nameSequentialMsgpack     = "tiercache Sequential + msgpack"
-	nameSequentialUncoalesced = "tiercache Sequential, coalescing off"
+	nameSequentialUncoalesced = "tiercache Sequential (coalescing off)"
 )
 
 // renderResults writes results.md: the setup, the tables, the targets and

@@ -133,7 +133,7 @@
 // # Entry format
 //
 // The value of a key is an entry: a header of 4 to 20 bytes, then the
-// [Options.Codec]'s payload (JSON by default).
+// [Options.Codec]'s payload (JSON by default, see [JSONCodec]).
 //
 //	offset   size  field
 //	0        2     magic 0xC1 0x54. 0xC1 never occurs in UTF-8 and is unused

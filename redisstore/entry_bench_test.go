@@ -30,7 +30,7 @@ var benchValue = tiercache.CacheValue[benchUser]{
 // BenchmarkEncode encodes benchValue into an entry (layer=entry: header and
 // JSON payload) beside the JSON codec alone (layer=codec).
 func BenchmarkEncode(b *testing.B) {
-	codec := tiercache.JSONCodec[benchUser]{}
+	codec := JSONCodec[benchUser]{}
 	b.Run("layer=codec", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -60,7 +60,7 @@ func BenchmarkEncode(b *testing.B) {
 // BenchmarkDecode decodes the entry of benchValue (layer=entry) beside the
 // JSON codec alone (layer=codec).
 func BenchmarkDecode(b *testing.B) {
-	codec := tiercache.JSONCodec[benchUser]{}
+	codec := JSONCodec[benchUser]{}
 	h, err := headerOf(&benchValue)
 	if err != nil {
 		b.Fatal(err)
@@ -86,4 +86,39 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkJSONCodec decodes and encodes benchValue's Data with the
+// Store's default codec (codec=redisstore, JSONCodec) beside
+// encoding/json's (codec=tiercache, tiercache.JSONCodec), which writes the
+// same bytes. Compare with benchstat -col /codec.
+func BenchmarkJSONCodec(b *testing.B) {
+	raw, err := tiercache.JSONCodec[benchUser]{}.Marshal(benchValue.Data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		codec tiercache.Codec[benchUser]
+	}{
+		{"codec=tiercache", tiercache.JSONCodec[benchUser]{}},
+		{"codec=redisstore", JSONCodec[benchUser]{}},
+	} {
+		b.Run("op=decode/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.codec.Unmarshal(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("op=encode/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.codec.Marshal(benchValue.Data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

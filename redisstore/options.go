@@ -50,7 +50,8 @@ type Options[T any] struct {
 	KeyPrefix string
 
 	// Codec encodes Data into the payload of an entry and back. Default
-	// (nil): tiercache.JSONCodec[T].
+	// (nil): JSONCodec[T], which writes what tiercache.JSONCodec writes and
+	// reads it faster.
 	Codec tiercache.Codec[T]
 
 	// MaxValueBytes limits the size of an encoded entry, header and payload

@@ -61,7 +61,7 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 	}
 	s := &Store[T]{client: client, prefix: o.KeyPrefix, codec: o.Codec, max: o.MaxValueBytes, direct: boundsIOByContext(client)}
 	if s.codec == nil {
-		s.codec = tiercache.JSONCodec[T]{}
+		s.codec = JSONCodec[T]{}
 	}
 	if s.max == 0 {
 		s.max = DefaultMaxValueBytes

@@ -35,9 +35,25 @@ type request struct {
 	rkey  string      // a Get's key
 	cmd   redis.Cmder // a write's command (SET or DEL); nil for a Get
 	state atomic.Int32
-	res   raw           // a Get's answer, a write's error in res.err; written before done is closed
-	err   error         // the batch failed as a whole; written before done is closed
-	done  chan struct{} // closed by the dispatcher that took the request
+	res   raw           // a Get's answer, a write's error in res.err; written before done is signalled
+	err   error         // the batch failed as a whole; written before done is signalled
+	done  chan struct{} // one slot: the dispatcher that took the request signals it, its last use of the request
+}
+
+// requests recycles the requests whose callers have their answer: the
+// dispatcher's signal on done is its last use of a request, so once its
+// caller has received the signal nobody else holds the request. A request
+// whose caller left before its answer is not recycled (a dispatcher may
+// still answer it): the garbage collector takes it.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// newRequest returns a queued request of ctx's caller for rkey (a Get) or
+// cmd (a write).
+func newRequest(ctx context.Context, rkey string, cmd redis.Cmder) *request {
+	r := requests.Get().(*request)
+	r.ctx, r.rkey, r.cmd = ctx, rkey, cmd
+	r.state.Store(requestQueued)
+	return r
 }
 
 // coalescer gathers a Store's concurrent Gets, or its concurrent writes,
@@ -109,13 +125,13 @@ func (c *coalescer) exit() { c.inflight.Add(-1) }
 // the request. An error of a batch that ended after ctx wraps ctx's error
 // too, as process does for one command.
 func (c *coalescer) get(ctx context.Context, rkey string) (raw, error) {
-	return c.submit(ctx, &request{ctx: ctx, rkey: rkey, done: make(chan struct{})})
+	return c.submit(ctx, newRequest(ctx, rkey, nil))
 }
 
 // exec sends cmd, a write, in the next batch and returns its error, or an
 // error as get does.
 func (c *coalescer) exec(ctx context.Context, cmd redis.Cmder) error {
-	_, err := c.submit(ctx, &request{ctx: ctx, cmd: cmd, done: make(chan struct{})})
+	_, err := c.submit(ctx, newRequest(ctx, "", cmd))
 	return err
 }
 
@@ -167,11 +183,14 @@ func (c *coalescer) batch() *coalescedBatch {
 	return &coalescedBatch{index: make(map[string]int)}
 }
 
-// answer returns what the dispatcher wrote into r.
+// answer returns what the dispatcher wrote into r, whose signal its caller
+// has received, and recycles r.
 func answer(ctx context.Context, r *request) (raw, error) {
-	err := r.err
+	res, err := r.res, r.err
+	r.ctx, r.rkey, r.cmd, r.res, r.err = nil, "", nil, raw{}, nil
+	requests.Put(r)
 	if err == nil {
-		err = r.res.err
+		err = res.err
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -179,7 +198,7 @@ func answer(ctx context.Context, r *request) (raw, error) {
 		}
 		return raw{}, err
 	}
-	return r.res, nil
+	return res, nil
 }
 
 // leave ends the wait of a caller whose ctx has ended. A request still
@@ -272,7 +291,7 @@ func (c *coalescer) send(b *coalescedBatch) {
 		default:
 			r.res = raws[b.slot[i]]
 		}
-		close(r.done)
+		r.done <- struct{}{}
 	}
 }
 

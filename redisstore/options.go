@@ -61,7 +61,7 @@ type Options[T any] struct {
 	// MiB, the largest string Redis stores by default.
 	MaxValueBytes int
 
-	// CoalesceGets is the number of dispatcher goroutines that gather
+	// CoalesceGets is the number n of dispatcher goroutines that gather
 	// concurrent Gets into one MGET each (see "Coalesced Gets" in the
 	// package documentation): while fewer than n Gets are in flight, a Get
 	// sends its own GET; past that it queues, and at most n MGETs of queued
@@ -72,12 +72,12 @@ type Options[T any] struct {
 	// single node, or Sentinel) and off on any other client: on a
 	// *redis.ClusterClient or a *redis.Ring a batch spans nodes and waits
 	// for the slowest, so a node that stalls would stall the coalesced Gets
-	// of keys on the others; set it there to coalesce anyway. -1: off,
-	// every Get sends its own GET. At most 1024. The dispatchers run only
+	// of keys on the others; set it there to coalesce anyway. -1
+	// (CoalesceOff): off, every Get sends its own GET. At most 1024. The dispatchers run only
 	// while Gets are queued: an idle Store holds no goroutine.
 	CoalesceGets int
 
-	// CoalesceWrites is the number of dispatcher goroutines that gather
+	// CoalesceWrites is the number n of dispatcher goroutines that gather
 	// concurrent Sets and Deletes into one pipeline each (see "Coalesced
 	// writes" in the package documentation): while fewer than n writes are
 	// in flight, a write sends its own command; past that it queues, and at

@@ -38,7 +38,7 @@ func discussion(byID map[string][]summary, env environment) string {
 		if best, ok := bestPeer(ss); ok && okSeq && okOff {
 			p("Sent one by one, every library's Redis commands are about the same here (a GET per local miss, a SET per load): "+
 				"so are tiercache's with coalescing off, %.2f per call, %s ops/s warm. By default redisstore sends the GETs of "+
-				"concurrent misses in shared MGETs and the SETs of concurrent loads in shared pipelines once %d are in flight, "+
+				"concurrent misses in shared MGETs and the SETs of concurrent loads in shared pipelines (up to %d batches in flight), "+
 				"so that fewer round trips carry them: %.2f commands per call, %s ops/s warm, %.2f× the best peer (%s), %.1f allocs/op.%s ",
 				off.Commands, thousands(off.Throughput), redisstore.SuggestedCoalesceGets, seq.Commands, thousands(seq.Throughput),
 				seq.Throughput/best.Throughput, best.Kind.Name, seq.Allocs, codecNote(ss, seq))
@@ -139,7 +139,7 @@ func discussion(byID map[string][]summary, env environment) string {
 		best, okBest := bestPeer(ss)
 		if co, ok := find(ss, nameSequential); ok && okBest {
 			p("Sending the commands of concurrent callers together is the lever. With its defaults (redisstore gathers concurrent "+
-				"Gets into one MGET, and writes into one pipeline, once %d are in flight, no batching window, each caller still bound "+
+				"Gets into one MGET, and writes into one pipeline, up to %d batches in flight, no batching window, each caller still bound "+
 				"by its own deadline) tiercache sends %.2f Redis commands per call instead of %.2f and runs at %.2f× the best peer (%s), "+
 				"p99 %s against %s. ",
 				redisstore.SuggestedCoalesceGets, co.Commands, best.Commands, co.Throughput/best.Throughput, best.Kind.Name, fmtDur(co.P99), fmtDur(best.P99))

@@ -51,9 +51,9 @@ func tiercacheUncoalescedKind() libraryKind {
 	n := redisstore.SuggestedCoalesceGets
 	k.Settings = strings.Replace(k.Settings, ", see the Sequential (coalescing off) row)", " by default)", 1) +
 		fmt.Sprintf("; here redisstore runs with `Options{CoalesceGets: -1, CoalesceWrites: -1}`: coalescing off, every Get "+
-			"sends its own GET and every Set its own SET. By default, over a *redis.Client, a Get or write that finds %d others "+
+			"sends its own GET and every Set its own SET. By default, over a *redis.Client, a Get or write that finds another "+
 			"in flight is queued instead, and at most %d dispatchers each send every Get queued in one MGET (every write "+
-			"queued in one pipeline), up to 128 a batch, no batching window (a batch is what queued while the dispatchers were busy)", n, n)
+			"queued in one pipeline), up to 128 a batch, no batching window (a batch is what queued while the dispatchers were busy)", n)
 	k.New = func(cfg libConfig) (Library, error) {
 		client := newRedisClient(cfg)
 		return newTiercache(cfg, client, client, tiercacheSequential, redisstore.CoalesceOff, nil)

@@ -335,3 +335,55 @@ func TestCoalescersExitWhenIdle(t *testing.T) {
 		})
 	}
 }
+
+// TestCoalescingBeginsWithTheSecondRequest checks, for Gets and writes,
+// that a request which finds no other in flight goes alone, and that one
+// which finds another queues for a dispatcher, however many dispatchers
+// the Store may run.
+func TestCoalescingBeginsWithTheSecondRequest(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		store func(t *testing.T) (*redisstore.Store[string], *gate)
+		start func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error
+	}{
+		{
+			name: "Get",
+			store: func(t *testing.T) (*redisstore.Store[string], *gate) {
+				g := newMGETGate()
+				client := newClient(t)
+				client.AddHook(g)
+				s, _ := newStore(t, client, redisstore.Options[string]{CoalesceGets: 4})
+				return s, g.gate
+			},
+			start: getAsync,
+		},
+		{
+			name: "write",
+			store: func(t *testing.T) (*redisstore.Store[string], *gate) {
+				g := newPipeGate()
+				client := newClient(t)
+				client.AddHook(g)
+				s, _ := newStore(t, client, redisstore.Options[string]{CoalesceWrites: 4})
+				return s, g.gate
+			},
+			start: func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error {
+				return setAsync(ctx, s, key, tiercache.CacheValue[string]{Data: key})
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, g := c.store(t)
+			t.Cleanup(g.open) // on failure too: nothing stays held at the gate
+			alone := c.start(batchCtx(t), s, "alone")
+			g.waitEntered(t)
+			second := c.start(batchCtx(t), s, "second")
+			g.waitEntered(t)
+			assert.Len(t, g.recordedSingles(), 1, "the first request went alone")
+			require.Len(t, g.recorded(), 1, "the second, finding the first in flight, went through a dispatcher")
+			assert.Len(t, g.recorded()[0], 1)
+			g.open()
+			require.NoError(t, receive(t, alone, "the request sent alone"))
+			require.NoError(t, receive(t, second, "the queued request"))
+		})
+	}
+}

@@ -84,13 +84,13 @@
 //
 // # Coalesced Gets
 //
-// Over a *redis.Client, concurrent Gets share round trips once there are
-// more of them than it takes to keep Redis busy ([Options.CoalesceGets],
-// n = [SuggestedCoalesceGets] by default; -1 turns it off; other clients
-// coalesce only when it is set). While fewer than n Gets are in flight, a
-// Get sends its own GET on its caller's goroutine, as it would without
-// coalescing, so a Store with few callers pays nothing for it. Past that, a
-// Get queues its key, and at most n dispatcher goroutines each take every
+// Over a *redis.Client, concurrent Gets share round trips
+// ([Options.CoalesceGets], n = [SuggestedCoalesceGets] by default; -1
+// turns it off; other clients coalesce only when it is set). A Get that
+// finds no other Get in flight sends its own GET on its caller's
+// goroutine, as it would without coalescing, so a Store whose Gets do not
+// overlap pays nothing for it. One that finds others in flight queues its
+// key, and at most n dispatcher goroutines each take every
 // Get queued (up to 128) and read their keys, each distinct key once, with
 // one MGET (one per hash slot in one pipeline on a Cluster), as GetMany
 // does. There is no timer: a batch is whatever queued while the
@@ -114,8 +114,8 @@
 // # Coalesced writes
 //
 // Concurrent Sets and Deletes share round trips the same way
-// ([Options.CoalesceWrites], with the same default): while fewer than n
-// writes are in flight a write sends its own command; past that, at most n
+// ([Options.CoalesceWrites], with the same default): a write that finds no
+// other in flight sends its own command; past that, at most n
 // dispatcher goroutines each take every write queued (up to 128) and send
 // their commands (the SET or DEL each would send alone) in one pipeline,
 // in the order they were queued; on a Cluster go-redis splits the pipeline

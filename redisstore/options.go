@@ -20,8 +20,7 @@ const maxRedisString = 512 << 20
 // SuggestedCoalesceGets is the number of dispatchers that Options.CoalesceGets
 // and CoalesceWrites give a Store over a *redis.Client by default, and a
 // good first value on other clients: at most this many MGETs of coalesced
-// Gets are in flight at once, and up to this many Gets go out alone before
-// any is queued. Four keep a batch's wait short (a Get waits for a free dispatcher
+// Gets are in flight at once. Four keep a batch's wait short (a Get waits for a free dispatcher
 // at most one round trip) and leave most of go-redis's pool (10
 // connections per CPU) to Set, Delete and GetMany; Redis runs one command
 // at a time, so more MGETs in flight mostly make each batch smaller. In the
@@ -63,10 +62,10 @@ type Options[T any] struct {
 
 	// CoalesceGets is the number n of dispatcher goroutines that gather
 	// concurrent Gets into one MGET each (see "Coalesced Gets" in the
-	// package documentation): while fewer than n Gets are in flight, a Get
-	// sends its own GET; past that it queues, and at most n MGETs of queued
-	// Gets are in flight at once, each reading every key queued while the
-	// others were.
+	// package documentation): a Get that finds no other in flight sends
+	// its own GET; one that finds others queues, and at most n MGETs of
+	// queued Gets are in flight at once, each reading every key queued
+	// while the others were.
 	//
 	// Zero (the default) means SuggestedCoalesceGets on a *redis.Client (a
 	// single node, or Sentinel) and off on any other client: on a
@@ -79,8 +78,8 @@ type Options[T any] struct {
 
 	// CoalesceWrites is the number n of dispatcher goroutines that gather
 	// concurrent Sets and Deletes into one pipeline each (see "Coalesced
-	// writes" in the package documentation): while fewer than n writes are
-	// in flight, a write sends its own command; past that it queues, and at
+	// writes" in the package documentation): a write that finds no other in
+	// flight sends its own command; one that finds others queues, and at
 	// most n pipelines of queued writes are in flight at once, each sending,
 	// in the order they were queued, every write queued while the others
 	// were. Zero (the default) and -1 mean what they mean for CoalesceGets.

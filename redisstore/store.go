@@ -20,7 +20,7 @@ import (
 // Every operation sends one command: Set a SET (with PXAT when the value
 // expires) or a DEL, Delete a DEL, and Get a GET. Under load, coalescing
 // (Options.CoalesceGets and CoalesceWrites, on by default over a
-// *redis.Client) shares round trips instead: a Get that finds enough Gets
+// *redis.Client) shares round trips instead: a Get that finds other Gets
 // in flight sends its key in one MGET with the keys of the others queued,
 // and a write its command in one pipeline with theirs. Every operation
 // returns by its ctx's deadline, whatever the client's options (see the
@@ -81,11 +81,10 @@ func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], erro
 // cannot decode) and entries above MaxValueBytes make Get fail with an error
 // that names the key and wraps ErrInvalidEntry or ErrValueTooLarge.
 //
-// With coalesced Gets (Options.CoalesceGets), a Get that finds as many Gets
-// in flight as the Store has dispatchers queues its key for the next MGET
-// and waits for its answer or for ctx to end, whichever comes first; it
-// decodes its own entry, so a bad entry fails this Get only, with the
-// errors above. On such a Store a key that holds something other than a
+// With coalesced Gets (Options.CoalesceGets), a Get that finds other Gets
+// of the Store in flight queues its key for the next MGET and waits for its
+// answer or for ctx to end, whichever comes first; it decodes its own
+// entry, so a bad entry fails this Get only, with the errors above. On such a Store a key that holds something other than a
 // string reads as a miss, as MGET answers for it, whichever way its Get
 // went; with coalescing off, Get fails with Redis's WRONGTYPE error.
 //

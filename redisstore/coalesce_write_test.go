@@ -70,9 +70,15 @@ func (g *pipeGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // writes over a client with gate.
 func writeCoalescingStore(t *testing.T, gate *pipeGate) *redisstore.Store[string] {
 	t.Helper()
+	return hookedStore(t, gate, redisstore.Options[string]{CoalesceWrites: 1})
+}
+
+// hookedStore returns a Store with opts over a client with hook.
+func hookedStore(t *testing.T, hook redis.Hook, opts redisstore.Options[string]) *redisstore.Store[string] {
+	t.Helper()
 	client := newClient(t)
-	client.AddHook(gate)
-	s, _ := newStore(t, client, redisstore.Options[string]{CoalesceWrites: 1})
+	client.AddHook(hook)
+	s, _ := newStore(t, client, opts)
 	return s
 }
 
@@ -350,10 +356,7 @@ func TestCoalescingBeginsWithTheSecondRequest(t *testing.T) {
 			name: "Get",
 			store: func(t *testing.T) (*redisstore.Store[string], *gate) {
 				g := newMGETGate()
-				client := newClient(t)
-				client.AddHook(g)
-				s, _ := newStore(t, client, redisstore.Options[string]{CoalesceGets: 4})
-				return s, g.gate
+				return hookedStore(t, g, redisstore.Options[string]{CoalesceGets: 4}), g.gate
 			},
 			start: getAsync,
 		},
@@ -361,10 +364,7 @@ func TestCoalescingBeginsWithTheSecondRequest(t *testing.T) {
 			name: "write",
 			store: func(t *testing.T) (*redisstore.Store[string], *gate) {
 				g := newPipeGate()
-				client := newClient(t)
-				client.AddHook(g)
-				s, _ := newStore(t, client, redisstore.Options[string]{CoalesceWrites: 4})
-				return s, g.gate
+				return hookedStore(t, g, redisstore.Options[string]{CoalesceWrites: 4}), g.gate
 			},
 			start: func(ctx context.Context, s *redisstore.Store[string], key string) <-chan error {
 				return setAsync(ctx, s, key, tiercache.CacheValue[string]{Data: key})

@@ -701,7 +701,6 @@ func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, w
 			continue
 		}
 		f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{})}
-		f.bg.Set(b.ctx, context.Background())
 		f.cancel = b.release // under the group's lock, when the flight's last caller leaves
 		if before != nil {
 			f.since, f.hasSince = before[i], true
@@ -1029,7 +1028,6 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 				continue // a load of the key is under way
 			}
 			f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{}), refresh: true, loading: true}
-			f.bg.Set(b.ctx, context.Background())
 			f.cancel = b.release
 			c.flights.m[key] = f
 			owned = append(owned, f)

@@ -272,14 +272,11 @@ type flight[T any] struct {
 	// read its first caller runs itself (see canReadInline) gets it, under
 	// the group's lock, only when work of its own starts on a goroutine: a
 	// load, or the L2 read handed over when that caller left.
-	ctx    context.Context
-	cancel context.CancelFunc
-	ctxMem readctx.Pair // what ctx points to, allocated with the flight
-	// bg has the first caller's values and no lifetime: the ctx of the
-	// writes the flight leaves behind (a store, an eviction), which go on
-	// after every caller has left.
-	bg      readctx.Pair
-	refresh bool // a background refresh: readers do not wait for it
+	ctx     context.Context
+	cancel  context.CancelFunc
+	ctxMem  readctx.Pair // what ctx points to, allocated with the flight
+	bg      readctx.Pair // what background returns
+	refresh bool         // a background refresh: readers do not wait for it
 	// since, when hasSince, is the key's ticket taken before the reads that
 	// found the key missing (the flight's L2 read, or a batch's reads of
 	// both layers): the load's writes are checked against it, so that a
@@ -332,9 +329,17 @@ func (c *Cache[T]) newFlight(ctx context.Context, key string) *flight[T] {
 // it, replacing any other. Called with the group's lock held.
 func (c *Cache[T]) registerFlight(ctx context.Context, key string) *flight[T] {
 	f := &flight[T]{key: key, values: ctx, refs: 1, done: make(chan struct{})}
-	f.bg.Set(ctx, context.Background())
 	c.flights.m[key] = f
 	return f
+}
+
+// background returns the ctx of the writes f's load leaves behind (a
+// store, an eviction), which go on after every caller has left: the values
+// of f's ctx, without its lifetime. Only f's load calls it, once, before
+// those writes start.
+func (f *flight[T]) background() context.Context {
+	f.bg.Set(f.ctx, context.Background())
+	return &f.bg
 }
 
 // flightCtxLocked gives f its ctx unless it has one: the values of the
@@ -727,7 +732,7 @@ func callLoader[T any](ctx context.Context, load func(context.Context) (T, error
 // newer than what the load read), nor once f is abandoned (a fresh flight
 // of the key may have written a newer value).
 func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now time.Time) (toL2 func()) {
-	ctx := context.Context(&f.bg)
+	ctx := f.background()
 	var err error
 	wrote := false
 	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
@@ -805,7 +810,7 @@ func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValu
 // evict removes a key a refresh found gone from both layers, unless it was
 // written meanwhile or f is abandoned, and announces it.
 func (c *Cache[T]) evict(f *flight[T], gen keyguard.Ticket) {
-	ctx := context.Context(&f.bg)
+	ctx := f.background()
 	evicted := false
 	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
 		if evicted = !f.abandoned.Load(); !evicted {

@@ -16,7 +16,9 @@
 // a-warm, b, c, d and e; -experiments=false leaves out the experiment rows
 // (every library over go-redis's AutoPipeliner on b and d, and tiercache
 // with msgpack as its Codec on a-warm and b); -profile DIR writes a CPU
-// profile of every measured phase of the first round.
+// profile, heap profiles and an execution trace of every measured phase of
+// the first round (`go tool trace -pprof=sync NAME.trace` says where the
+// calls waited).
 //
 // Every library gets the same Redis, the same local capacity (10,000
 // entries), the same values (Product, about 200 bytes encoded) and the same

@@ -25,7 +25,7 @@ func run() error {
 		rounds          = flag.Int("rounds", 3, "runs of each workload on each library; the figures are their medians")
 		scale           = flag.Float64("scale", 1, "multiplies the calls of workloads a, b and d and the pages of e")
 		only            = flag.String("workloads", "", "comma-separated workload ids to run (a-cold,a-warm,b,c,d,e); empty: all")
-		profileDir      = flag.String("profile", "", "directory to write CPU and heap profiles of each measured phase of the first round into (profiling perturbs that round's figures)")
+		profileDir      = flag.String("profile", "", "directory to write CPU and heap profiles and an execution trace of each measured phase of the first round into (profiling perturbs that round's figures)")
 		withExperiments = flag.Bool("experiments", true, "also run the experiments: AutoPipeline on workloads b and d, msgpack as the Codec on a-warm and b")
 	)
 	flag.Parse()

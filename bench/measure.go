@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -147,9 +148,11 @@ func (m *meter) measure(ctx context.Context, lib Library, profile string, phase 
 }
 
 // startProfile starts a CPU profile named name in profileDir, when both
-// are set, and writes the heap profile (allocations since the process
-// started) as name.heap0.pprof; the stop it returns ends the CPU profile
-// and writes name.heap1.pprof, so that `go tool pprof -diff_base
+// are set, and an execution trace (name.trace: `go tool trace
+// -pprof=sched|net|sync|syscall` says where the goroutines waited), and
+// writes the heap profile (allocations since the process started) as
+// name.heap0.pprof; the stop it returns ends the CPU profile and the
+// trace and writes name.heap1.pprof, so that `go tool pprof -diff_base
 // name.heap0.pprof name.heap1.pprof` shows the phase's allocations.
 func (m *meter) startProfile(name string) (stop func(), err error) {
 	if m.profileDir == "" || name == "" {
@@ -167,7 +170,21 @@ func (m *meter) startProfile(name string) (stop func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("bench: profile: %w", err)
 	}
+	tf, err := os.Create(base + ".trace")
+	if err == nil {
+		err = trace.Start(tf)
+	}
+	if err != nil {
+		pprof.StopCPUProfile()
+		f.Close()
+		if tf != nil {
+			tf.Close()
+		}
+		return nil, fmt.Errorf("bench: trace: %w", err)
+	}
 	return func() {
+		trace.Stop()
+		tf.Close()
 		pprof.StopCPUProfile()
 		f.Close()
 		if err := writeHeapProfile(base + ".heap1.pprof"); err != nil {

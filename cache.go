@@ -502,13 +502,22 @@ func (c *Cache[T]) rejected(kind string) {
 	c.observe(context.Background(), Event{Kind: EventOffloadRejected, OffloadKind: kind})
 }
 
-// withTimeout gives ctx the deadline d from now, when d is set.
+// withTimeout gives ctx the deadline d from now, when d is set and ctx's
+// own deadline is later: a ctx that ends first already bounds the
+// operation, and is used as it is, without the timer and the allocations
+// of a derived ctx.
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if d <= 0 {
-		return ctx, func() {}
+		return ctx, noCancel
+	}
+	if end, ok := ctx.Deadline(); ok && time.Until(end) <= d {
+		return ctx, noCancel
 	}
 	return context.WithTimeout(ctx, d)
 }
+
+// noCancel is the CancelFunc of a ctx withTimeout did not derive.
+func noCancel() {}
 
 // getL1 and getL2 are the layers' readers: the backend's Get under the
 // layer's timeout.
@@ -533,12 +542,10 @@ func (c *Cache[T]) getL2(ctx context.Context, key string) (v *CacheValue[T], err
 	return v, err
 }
 
+// getWithin is b's Get of key under timeout (see withTimeout).
 func getWithin[T any](ctx context.Context, b Backend[T], key string, timeout time.Duration) (*CacheValue[T], error) {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
 	return b.Get(ctx, key)
 }
 

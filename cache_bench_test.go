@@ -129,3 +129,36 @@ func BenchmarkCacheGetOrLoadL2Hit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCacheL2Timeout measures what L2Timeout costs a Get that misses
+// L1 and hits L2: deadline=none and deadline=later derive the read's ctx
+// from the caller's (a timer and its allocations); deadline=nearer, a
+// caller whose own deadline comes first, reads with the caller's ctx.
+func BenchmarkCacheL2Timeout(b *testing.B) {
+	const l2Timeout = time.Hour
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration // from now; 0: none
+	}{{"none", 0}, {"later", 2 * l2Timeout}, {"nearer", l2Timeout / 2}} {
+		b.Run("deadline="+tt.name, func(b *testing.B) {
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				b.Cleanup(cancel)
+			}
+			l2 := readOnlyBackend{"key": {Data: "value", Expire: time.Now().Add(24 * time.Hour)}}
+			c, err := tiercache.New[string](missBackend{}, l2, &tiercache.Options[string]{L2Timeout: l2Timeout, Refill: tiercache.RefillInline})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close(context.Background()) })
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, ok, err := c.Get(ctx, "key"); err != nil || !ok || v != "value" {
+					b.Fatal(v, ok, err)
+				}
+			}
+		})
+	}
+}

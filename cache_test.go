@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -473,6 +474,97 @@ func TestWriteLayerTimeouts(t *testing.T) {
 				require.LessOrEqual(t, elapsed, tt.maxElapsed)
 			})
 		})
+	}
+}
+
+// ctxRecorder is a Backend that records the ctx of each operation before
+// handing it to the backend it wraps.
+type ctxRecorder struct {
+	tiercache.Backend[string]
+	mu   sync.Mutex
+	ctxs []context.Context
+}
+
+func (r *ctxRecorder) record(ctx context.Context) {
+	r.mu.Lock()
+	r.ctxs = append(r.ctxs, ctx)
+	r.mu.Unlock()
+}
+
+func (r *ctxRecorder) seen() []context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ctxs)
+}
+
+func (r *ctxRecorder) Get(ctx context.Context, key string) (*tiercache.CacheValue[string], error) {
+	r.record(ctx)
+	return r.Backend.Get(ctx, key)
+}
+
+func (r *ctxRecorder) Set(ctx context.Context, key string, v tiercache.CacheValue[string]) error {
+	r.record(ctx)
+	return r.Backend.Set(ctx, key, v)
+}
+
+func (r *ctxRecorder) Delete(ctx context.Context, key string) error {
+	r.record(ctx)
+	return r.Backend.Delete(ctx, key)
+}
+
+// A layer timeout bounds each operation of the layer; a caller whose own
+// deadline comes first is already bounded by it, and its ctx reaches the
+// backend as it is (no derived ctx, no timer).
+func TestLayerTimeoutAndCallerDeadline(t *testing.T) {
+	const layerTimeout = time.Second
+	ops := []struct {
+		name       string
+		op         func(ctx context.Context, c *tiercache.Cache[string]) error
+		l1Detached bool // L1's operation runs without the caller's lifetime, under L1Timeout alone
+	}{
+		{name: "Get", op: func(ctx context.Context, c *tiercache.Cache[string]) error { _, _, err := c.Get(ctx, "k"); return err }},
+		{name: "Set", op: func(ctx context.Context, c *tiercache.Cache[string]) error { return c.Set(ctx, "k", "v", 0) }},
+		// Delete clears L1 even when the caller's ctx has ended.
+		{name: "Delete", op: func(ctx context.Context, c *tiercache.Cache[string]) error { return c.Delete(ctx, "k") }, l1Detached: true},
+	}
+	deadlines := []struct {
+		name      string
+		deadline  time.Duration // the caller's, from now
+		derived   bool          // the backend sees a ctx of its own
+		backendAt time.Duration // the deadline the backend sees, from now
+	}{
+		{name: "caller's deadline nearer", deadline: 10 * time.Millisecond, backendAt: 10 * time.Millisecond},
+		{name: "caller's deadline equal", deadline: layerTimeout, backendAt: layerTimeout},
+		{name: "caller's deadline later", deadline: time.Hour, derived: true, backendAt: layerTimeout},
+	}
+	for _, op := range ops {
+		for _, dl := range deadlines {
+			t.Run(op.name+"/"+dl.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					l1 := &ctxRecorder{Backend: newFakeBackend()}
+					l2 := &ctxRecorder{Backend: newFakeBackend()}
+					c := openCache(t, l1, l2, &tiercache.Options[string]{L1Timeout: layerTimeout, L2Timeout: layerTimeout, Offload: &inlineOffload{}})
+					ctx, cancel := context.WithTimeout(t.Context(), dl.deadline)
+					defer cancel()
+					start := time.Now()
+					require.NoError(t, op.op(ctx, c))
+					for _, b := range []*ctxRecorder{l1, l2} {
+						derived, at := dl.derived, dl.backendAt
+						if b == l1 && op.l1Detached {
+							derived, at = true, layerTimeout
+						}
+						seen := b.seen()
+						require.NotEmpty(t, seen)
+						for _, got := range seen {
+							require.Equal(t, !derived, got == ctx, "the backend has the caller's ctx itself")
+							end, ok := got.Deadline()
+							require.True(t, ok)
+							require.Equal(t, start.Add(at), end)
+						}
+					}
+				})
+			})
+		}
 	}
 }
 

@@ -127,8 +127,8 @@ type OffloadPool struct {
 	closed  bool
 	running int // slots in use: live workers plus adopted goroutines
 	queue   taskQueue
-	adopted map[adoptee]*time.Timer // goroutines taken into the accounting; their TaskTimeout timer
-	idle    chan struct{}           // made by a waiter; closed when nothing runs or waits
+	adopted *adoption     // goroutines taken into the accounting, a list
+	idle    chan struct{} // made by a waiter; closed when nothing runs or waits
 
 	accepted, rejected, completed, panicked, dropped atomic.Uint64
 }
@@ -139,6 +139,17 @@ type OffloadPool struct {
 // is up (TaskTimeout, or Close's ctx ending).
 type adoptee interface {
 	cancelAdopted()
+	// adoption returns the adoptee's entry in the pool's list, which the
+	// adoptee holds so that adopting and releasing it allocate nothing.
+	adoption() *adoption
+}
+
+// adoption is an adopted goroutine's entry in its pool's list of adoptees,
+// guarded by the pool's mutex.
+type adoption struct {
+	prev, next *adoption
+	owner      adoptee     // nil when not in a list
+	timer      *time.Timer // its TaskTimeout, if any
 }
 
 type offloadTask struct {
@@ -260,14 +271,16 @@ func (p *OffloadPool) adopt(a adoptee) bool {
 	}
 	p.running++
 	p.accepted.Add(1)
-	var timer *time.Timer
+	e := a.adoption()
+	e.owner, e.timer = a, nil
 	if p.timeout > 0 {
-		timer = time.AfterFunc(p.timeout, a.cancelAdopted)
+		e.timer = time.AfterFunc(p.timeout, a.cancelAdopted)
 	}
-	if p.adopted == nil {
-		p.adopted = make(map[adoptee]*time.Timer)
+	e.prev, e.next = nil, p.adopted
+	if p.adopted != nil {
+		p.adopted.prev = e
 	}
-	p.adopted[a] = timer
+	p.adopted = e
 	p.mu.Unlock()
 	return true
 }
@@ -275,9 +288,22 @@ func (p *OffloadPool) adopt(a adoptee) bool {
 // release ends the adoption of a, counting it completed, and hands its slot
 // to a queued task if one waits.
 func (p *OffloadPool) release(a adoptee) {
+	e := a.adoption()
 	p.mu.Lock()
-	timer := p.adopted[a]
-	delete(p.adopted, a)
+	if e.owner == nil { // not adopted, or released already
+		p.mu.Unlock()
+		return
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		p.adopted = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	}
+	timer := e.timer
+	*e = adoption{}
 	p.mu.Unlock()
 	if timer != nil {
 		timer.Stop()
@@ -389,9 +415,9 @@ func (p *OffloadPool) Close(ctx context.Context) error {
 		n := p.queue.len()
 		p.queue = taskQueue{}
 		p.signalIdleLocked()
-		adopted := make([]adoptee, 0, len(p.adopted))
-		for a := range p.adopted {
-			adopted = append(adopted, a)
+		var adopted []adoptee
+		for e := p.adopted; e != nil; e = e.next {
+			adopted = append(adopted, e.owner)
 		}
 		p.mu.Unlock()
 		p.dropped.Add(uint64(n))

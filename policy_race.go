@@ -90,6 +90,7 @@ type raceCall[T any] struct {
 	winner  Layer
 	decided bool         // Read has answered
 	pool    *OffloadPool // holds the losing read's goroutine, until it ends
+	adopted adoption     // its entry in pool's list, guarded by pool's mutex
 }
 
 type raceOutcome[T any] struct {
@@ -233,6 +234,10 @@ func (rc *raceCall[T]) handOff(pool *OffloadPool, off Offload) bool {
 // cancelAdopted is called by the OffloadPool holding the losing read when
 // the read's time is up.
 func (rc *raceCall[T]) cancelAdopted() { rc.rctx.Cancel(context.Canceled) }
+
+// adoption returns the race's entry in the list of the OffloadPool that
+// holds its losing read.
+func (rc *raceCall[T]) adoption() *adoption { return &rc.adopted }
 
 // awaitLoser is the Offload task that owns a losing read until it finishes,
 // or cancels it when the task's own ctx ends first.

@@ -321,6 +321,37 @@ func TestRaceLoserInOffloadPool(t *testing.T) {
 			require.Equal(t, 0, pool.Stats().Running)
 		})
 	})
+	t.Run("Close deadline cancels every loser still held, and only those", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+			// Held in this order; the second ends by itself, leaving the
+			// pool from between the other two.
+			delays := []time.Duration{time.Hour, time.Second, time.Hour, time.Hour}
+			l2s := make([]*fakeLayer, len(delays))
+			for i, d := range delays {
+				l2s[i] = &fakeLayer{val: hitIn("two", time.Hour), delay: d}
+				read(t, pool, l2s[i])
+			}
+			require.Equal(t, len(delays), pool.Stats().Running)
+			time.Sleep(2 * time.Second)
+			synctest.Wait()
+			require.Equal(t, fakeStats{calls: 1, finished: 1}, l2s[1].stats())
+			require.Equal(t, len(delays)-1, pool.Stats().Running)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			require.ErrorIs(t, pool.Close(ctx), context.DeadlineExceeded)
+			synctest.Wait()
+			for i, l2 := range l2s {
+				if i == 1 {
+					continue
+				}
+				require.Equal(t, 1, l2.stats().cancelled, "loser %d", i)
+			}
+			s := pool.Stats()
+			require.Equal(t, 0, s.Running)
+			require.Equal(t, uint64(len(delays)), s.Completed)
+		})
+	})
 }
 
 // Any Offload, not only OffloadPool, can own the loser: it gets a task that

@@ -477,18 +477,17 @@ func TestWriteLayerTimeouts(t *testing.T) {
 	}
 }
 
-// ctxRecorder is a Backend that records the ctx of each operation before
-// handing it to the backend it wraps.
+// ctxRecorder records the ctx of each operation of a hookedBackend.
 type ctxRecorder struct {
-	tiercache.Backend[string]
 	mu   sync.Mutex
 	ctxs []context.Context
 }
 
-func (r *ctxRecorder) record(ctx context.Context) {
+func (r *ctxRecorder) record(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctxs = append(r.ctxs, ctx)
 	r.mu.Unlock()
+	return nil
 }
 
 func (r *ctxRecorder) seen() []context.Context {
@@ -497,19 +496,10 @@ func (r *ctxRecorder) seen() []context.Context {
 	return slices.Clone(r.ctxs)
 }
 
-func (r *ctxRecorder) Get(ctx context.Context, key string) (*tiercache.CacheValue[string], error) {
-	r.record(ctx)
-	return r.Backend.Get(ctx, key)
-}
-
-func (r *ctxRecorder) Set(ctx context.Context, key string, v tiercache.CacheValue[string]) error {
-	r.record(ctx)
-	return r.Backend.Set(ctx, key, v)
-}
-
-func (r *ctxRecorder) Delete(ctx context.Context, key string) error {
-	r.record(ctx)
-	return r.Backend.Delete(ctx, key)
+// recordingBackend returns a fakeBackend whose operations record their ctx
+// in r.
+func recordingBackend(r *ctxRecorder) *hookedBackend {
+	return &hookedBackend{fakeBackend: newFakeBackend(), afterGet: r.record, beforeSet: r.record, beforeDelete: r.record}
 }
 
 // A layer timeout bounds each operation of the layer; a caller whose own
@@ -541,9 +531,8 @@ func TestLayerTimeoutAndCallerDeadline(t *testing.T) {
 		for _, dl := range deadlines {
 			t.Run(op.name+"/"+dl.name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					l1 := &ctxRecorder{Backend: newFakeBackend()}
-					l2 := &ctxRecorder{Backend: newFakeBackend()}
-					c := openCache(t, l1, l2, &tiercache.Options[string]{L1Timeout: layerTimeout, L2Timeout: layerTimeout, Offload: &inlineOffload{}})
+					l1, l2 := &ctxRecorder{}, &ctxRecorder{}
+					c := openCache(t, recordingBackend(l1), recordingBackend(l2), &tiercache.Options[string]{L1Timeout: layerTimeout, L2Timeout: layerTimeout, Offload: &inlineOffload{}})
 					ctx, cancel := context.WithTimeout(t.Context(), dl.deadline)
 					defer cancel()
 					start := time.Now()

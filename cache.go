@@ -56,6 +56,7 @@ type Cache[T any] struct {
 	refreshes   refreshMarks
 	stats       counters
 	bg          track.Group // flights and offloaded tasks under way
+	bgDone      func()      // c.bg.Done, bound once: releases a dropped task's count
 	coherence   coherence
 	breaker     *breaker.Breaker // nil: none
 	obs         Observer         // nil: none
@@ -96,6 +97,7 @@ func New[T any](l1, l2 Backend[T], opts *Options[T]) (*Cache[T], error) {
 		c.policyOff = trackedOffload[T]{c} // Close must wait for losing reads too
 	}
 	c.readL1, c.readL2, c.readL1None = c.getL1, c.getL2, readL1Distrusted[T]
+	c.bgDone = c.bg.Done
 	c.obs = o.Observer
 	c.opObs, _ = o.Observer.(OpObserver)
 	c.breaker = c.newBreaker(o.Breaker)
@@ -480,15 +482,29 @@ type trackedOffload[T any] struct{ c *Cache[T] }
 
 // Go hands task to the cache's Offload, counted.
 func (t trackedOffload[T]) Go(kind string, task func(ctx context.Context)) bool {
+	return t.goOrDrop(kind, task, nil)
+}
+
+// goOrDrop is Go, with dropped called if the Offload drops the task unrun.
+// The count is released either way, so that Close does not wait for a task
+// an OffloadPool's Close discarded.
+func (t trackedOffload[T]) goOrDrop(kind string, task func(ctx context.Context), dropped func()) bool {
 	c := t.c
 	if !c.bg.Add() {
 		c.rejected(kind)
 		return false
 	}
-	ok := c.off.Go(kind, func(ctx context.Context) {
+	release := c.bgDone
+	if dropped != nil {
+		release = func() {
+			c.bg.Done()
+			dropped()
+		}
+	}
+	ok := offloadGo(c.off, kind, func(ctx context.Context) {
 		defer c.bg.Done()
 		task(ctx)
-	})
+	}, release)
 	if !ok {
 		c.bg.Done()
 		c.rejected(kind)

@@ -1311,6 +1311,43 @@ func TestCloseDeadline(t *testing.T) {
 	})
 }
 
+// A shared OffloadPool whose Close runs out of time drops the tasks still
+// queued. The cache's work among them is released: Close does not wait for
+// it, and a losing read that a dropped task was to wait for is cancelled.
+func TestCloseAfterSharedPoolDroppedWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+		require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+		var loserErr error
+		l1, l2 := newFakeBackend(), &hookedBackend{fakeBackend: newFakeBackend(), afterGet: func(ctx context.Context) error {
+			loserErr = waitFor(ctx, nil) // L2 answers only when its ctx ends
+			return loserErr
+		}}
+		l1.put("k", tiercache.CacheValue[string]{Data: "one"})
+		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{
+			ReadPolicy: tiercache.RaceReadPolicy[string]{},
+			Offload:    pool, // no L2Timeout: only its owner ends the loser
+		})
+		require.NoError(t, err)
+		v, ok, err := c.Get(context.Background(), "k")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "one", v)
+		require.Equal(t, 1, pool.Stats().Queued, "the task owning the losing L2 read waits behind the busy one")
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, pool.Close(ctx), context.DeadlineExceeded)
+		require.Equal(t, uint64(1), pool.Stats().Dropped)
+		synctest.Wait()
+		require.ErrorIs(t, loserErr, context.Canceled, "the loser is cancelled with its task dropped")
+
+		start := time.Now()
+		require.NoError(t, c.Close(context.Background()))
+		require.Zero(t, time.Since(start), "Close does not wait for dropped work")
+	})
+}
+
 func TestCallsAfterClose(t *testing.T) {
 	for _, tt := range keyCalls {
 		t.Run(tt.name, func(t *testing.T) {

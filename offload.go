@@ -153,8 +153,33 @@ type adoption struct {
 }
 
 type offloadTask struct {
-	kind string
-	run  func(ctx context.Context)
+	kind    string
+	run     func(ctx context.Context)
+	dropped func() // called when Close discards the task unrun; may be nil
+}
+
+// dropNotifier is an Offload that tells the submitter of a task it accepted
+// and then discarded unrun: an OffloadPool whose Close ran out of time drops
+// its queued tasks. Work that must be released when its task never runs (a
+// count of pending work, a losing read to cancel) is submitted through
+// offloadGo, which uses it when the Offload has it.
+type dropNotifier interface {
+	goOrDrop(kind string, task func(ctx context.Context), dropped func()) bool
+}
+
+var (
+	_ dropNotifier = (*OffloadPool)(nil)
+	_ dropNotifier = trackedOffload[int]{}
+)
+
+// offloadGo hands task to off. dropped, when not nil, is called if off
+// accepts the task and later discards it without running it; an Offload
+// that cannot say so must run every task it accepts, as Offload requires.
+func offloadGo(off Offload, kind string, task func(ctx context.Context), dropped func()) bool {
+	if d, ok := off.(dropNotifier); ok {
+		return d.goOrDrop(kind, task, dropped)
+	}
+	return off.Go(kind, task)
 }
 
 // NewOffloadPool returns a pool configured by opts, normalised as each field
@@ -188,8 +213,20 @@ func NewOffloadPool(opts OffloadOptions) *OffloadPool {
 
 // Go runs task on a pool goroutine, now if a slot is free, or later if the
 // queue has room. It returns false, and counts a rejection, when the pool is
-// closed or full; the task then never runs. A nil task is rejected.
+// closed or full; the task then never runs. A nil task is rejected, and a nil
+// pool rejects every task.
+//
+// An accepted task runs unless Close's ctx ends while it is still queued:
+// Close then drops it (see Close).
 func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
+	return p.goOrDrop(kind, task, nil)
+}
+
+// goOrDrop is Go, with dropped called if Close drops the task unrun.
+func (p *OffloadPool) goOrDrop(kind string, task func(ctx context.Context), dropped func()) bool {
+	if p == nil {
+		return false
+	}
 	if task == nil {
 		p.rejected.Add(1)
 		return false
@@ -200,13 +237,13 @@ func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
 	case p.running < p.maxRunning:
 		p.running++
 		p.accepted.Add(1)
-		p.handoff <- offloadTask{kind, task} // never blocks: one slot per running worker
+		p.handoff <- offloadTask{kind, task, dropped} // never blocks: one slot per running worker
 		p.mu.Unlock()
 		p.workers.Go(p.startWork)
 		return true
 	case p.queue.len() < p.maxQueued:
 		p.accepted.Add(1)
-		p.queue.push(offloadTask{kind, task})
+		p.queue.push(offloadTask{kind, task, dropped})
 		p.mu.Unlock()
 		return true
 	}
@@ -220,25 +257,39 @@ func (p *OffloadPool) Go(kind string, task func(ctx context.Context)) bool {
 // slot then passes to the next queued task on a new worker.
 func (p *OffloadPool) work() {
 	t := <-p.handoff
-	done := false
+	returned := false
 	defer func() {
-		if !done {
+		if !returned { // the task called runtime.Goexit
 			p.freeSlot()
+			p.countDone(false)
 		}
 	}()
 	for {
-		p.run(t)
+		ok := p.run(t)
 		p.mu.Lock()
-		next, ok := p.queue.pop()
-		if !ok {
+		next, more := p.queue.pop()
+		if !more {
 			p.running--
 			p.signalIdleLocked()
 			p.mu.Unlock()
-			done = true
+			p.countDone(ok)
+			returned = true
 			return
 		}
 		p.mu.Unlock()
+		p.countDone(ok)
 		t = next
+	}
+}
+
+// countDone counts a task that has ended, once its slot has been freed or
+// passed on: Stats reads these counters before the slots, so a snapshot
+// never counts a task both as finished and as running or queued.
+func (p *OffloadPool) countDone(returned bool) {
+	if returned {
+		p.completed.Add(1)
+	} else {
+		p.panicked.Add(1)
 	}
 }
 
@@ -285,9 +336,9 @@ func (p *OffloadPool) adopt(a adoptee) bool {
 	return true
 }
 
-// release ends the adoption of a, counting it completed, and hands its slot
-// to a queued task if one waits.
-func (p *OffloadPool) release(a adoptee) {
+// release ends the adoption of a, counting it completed when returned or
+// panicked when not, and hands its slot to a queued task if one waits.
+func (p *OffloadPool) release(a adoptee, returned bool) {
 	e := a.adoption()
 	p.mu.Lock()
 	if e.owner == nil { // not adopted, or released already
@@ -308,8 +359,8 @@ func (p *OffloadPool) release(a adoptee) {
 	if timer != nil {
 		timer.Stop()
 	}
-	p.completed.Add(1)
 	p.freeSlot()
+	p.countDone(returned)
 }
 
 // runHere runs task on the calling goroutine as one of the pool's tasks,
@@ -328,8 +379,12 @@ func (p *OffloadPool) runHere(kind string, task func(ctx context.Context)) bool 
 	p.running++
 	p.accepted.Add(1)
 	p.mu.Unlock()
-	defer p.freeSlot()
-	p.run(offloadTask{kind, task})
+	ok := false
+	defer func() {
+		p.freeSlot()
+		p.countDone(ok)
+	}()
+	ok = p.run(offloadTask{kind: kind, run: task})
 	return true
 }
 
@@ -337,13 +392,15 @@ func (p *OffloadPool) runHere(kind string, task func(ctx context.Context)) bool 
 // as.
 var errGoexit = errors.New("tiercache: runtime.Goexit called in user code")
 
-// run runs one task under the pool's ctx, containing a panic or a Goexit.
-func (p *OffloadPool) run(t offloadTask) {
+// run runs one task under the pool's ctx, containing a panic or a Goexit,
+// which it reports to OnPanic. It returns whether the task returned; the
+// caller counts the task once it has freed or passed on its slot (after a
+// Goexit, run's caller is unwound and counts it in a deferred call).
+func (p *OffloadPool) run(t offloadTask) (returned bool) {
 	ctx, cancel := p.base, context.CancelFunc(nil)
 	if p.timeout > 0 {
 		ctx, cancel = context.WithTimeout(p.base, p.timeout)
 	}
-	returned := false
 	defer func() {
 		if cancel != nil {
 			cancel()
@@ -352,14 +409,12 @@ func (p *OffloadPool) run(t offloadTask) {
 			if r == nil {
 				r = errGoexit
 			}
-			p.panicked.Add(1)
+			returned = false
 			p.reportPanic(t.kind, r, debug.Stack())
-			return
 		}
-		p.completed.Add(1)
 	}()
 	t.run(ctx)
-	returned = true
+	return true
 }
 
 func (p *OffloadPool) reportPanic(kind string, recovered any, stack []byte) {
@@ -402,8 +457,10 @@ func (p *OffloadPool) Wait(ctx context.Context) error {
 
 // Close stops accepting tasks and waits for the running and queued ones.
 // When ctx ends first, Close drops the queued tasks (counted in
-// Stats().Dropped), cancels the ctx of the running ones and returns ctx's
-// error without waiting further; a task that ignores its ctx keeps its
+// Stats().Dropped; the work tiercache itself queued is released: a Cache no
+// longer waits for it, a losing read waiting for its task is cancelled),
+// cancels the ctx of the running ones and returns ctx's error without
+// waiting further; a task that ignores its ctx keeps its
 // goroutine until it returns, and a later Wait still sees it. Close is
 // idempotent: every call waits the same way.
 func (p *OffloadPool) Close(ctx context.Context) error {
@@ -413,6 +470,12 @@ func (p *OffloadPool) Close(ctx context.Context) error {
 	if err := p.Wait(ctx); err != nil {
 		p.mu.Lock()
 		n := p.queue.len()
+		var dropped []func()
+		for t, ok := p.queue.pop(); ok; t, ok = p.queue.pop() {
+			if t.dropped != nil {
+				dropped = append(dropped, t.dropped)
+			}
+		}
 		p.queue = taskQueue{}
 		p.signalIdleLocked()
 		var adopted []adoptee
@@ -424,6 +487,9 @@ func (p *OffloadPool) Close(ctx context.Context) error {
 		p.cancelBase()
 		for _, a := range adopted {
 			a.cancelAdopted()
+		}
+		for _, f := range dropped {
+			f()
 		}
 		p.workers.Stop() // idle workers exit; busy ones once their task returns
 		return fmt.Errorf("tiercache: offload pool: close: %w", ctx.Err())

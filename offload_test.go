@@ -117,6 +117,48 @@ func TestOffloadPoolGaugesFollowProgress(t *testing.T) {
 	})
 }
 
+// A snapshot never counts one task twice: a task that has finished has left
+// Running (or passed its slot to a queued task) before it shows in
+// Completed or Panicked. Tasks are started and finished on one goroutine
+// while others take snapshots.
+func TestOffloadPoolStatsNeverCountATaskTwice(t *testing.T) {
+	p := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 2, MaxQueued: 2})
+	defer closePool(t, p)
+	overcount := func(s tiercache.OffloadStats) bool {
+		return s.Completed+s.Panicked+s.Dropped+uint64(s.Running)+uint64(s.Queued) > s.Accepted
+	}
+	var stop atomic.Bool
+	var bad atomic.Int64
+	var example atomic.Value
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			p.Go("t", func(context.Context) {
+				if i%7 == 0 {
+					panic("counted as panicked")
+				}
+			})
+		}
+	})
+	for range 3 {
+		wg.Go(func() {
+			for !stop.Load() {
+				if s := p.Stats(); overcount(s) && bad.Add(1) == 1 {
+					example.Store(s)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	require.Zero(t, bad.Load(), "snapshots counting more tasks than accepted, e.g. %+v", example.Load())
+	require.NoError(t, p.Wait(context.Background()))
+	s := p.Stats()
+	require.Equal(t, s.Accepted, s.Completed+s.Panicked)
+	require.NotZero(t, s.Panicked)
+}
+
 func TestOffloadPoolMaxConcurrent(t *testing.T) {
 	for _, limit := range []int{1, 3, 8} {
 		t.Run(fmt.Sprint(limit), func(t *testing.T) {

@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,7 @@ func (rc *raceCall[T]) raceCancel(ctx context.Context, hedgeAfter time.Duration)
 	case won:
 		rc.l2state.CompareAndSwap(l2Pending, l2Skipped)
 	case ctx.Err() != nil:
+		rc.l2state.CompareAndSwap(l2Pending, l2Skipped) // a hedge firing now must not start L2
 		return rc.finish(ctx)
 	case rc.l2state.CompareAndSwap(l2Pending, l2Started):
 		rc.read(L2) // L1 missed before the hedge delay: read L2 here and now
@@ -176,12 +178,16 @@ func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration
 		case <-rc.signal:
 		case <-hedgeC:
 			hedgeC = nil
-			rc.l2state.Store(l2Started)
-			rc.goRead()
+			// Unless L1 has hit in the meantime: its token is then waiting.
+			if rc.l2state.CompareAndSwap(l2Pending, l2Started) {
+				rc.goRead()
+			}
 			continue
 		case <-ctx.Done():
 			res, err := rc.finish(ctx)
-			rc.rctx.Cancel(context.Canceled)
+			// The readers see the caller's reason: DeadlineExceeded at its
+			// deadline, as a ctx derived from the caller's would.
+			rc.rctx.Cancel(ctx.Err())
 			return res, err
 		}
 		rc.mu.Lock()
@@ -202,8 +208,9 @@ func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration
 		case !l2On:
 			// L1 missed or failed before the hedge delay: start L2 now.
 			hedgeC = nil
-			rc.l2state.Store(l2Started)
-			rc.goRead()
+			if rc.l2state.CompareAndSwap(l2Pending, l2Started) {
+				rc.goRead()
+			}
 		case l1Done && l2Done:
 			rc.rctx.Cancel(context.Canceled)
 			return rc.finish(ctx)
@@ -213,11 +220,12 @@ func (rc *raceCall[T]) raceOffload(ctx context.Context, hedgeAfter time.Duration
 
 // handOff gives the losing read to the Offload and reports whether it took
 // it. An OffloadPool adopts the read's goroutine as a running task; any other
-// Offload gets a task that waits for the read. A read that has finished in
-// the meantime needs neither.
+// Offload gets a task that waits for the read, and the read is cancelled if
+// that Offload drops the task unrun. A read that has finished in the
+// meantime needs neither.
 func (rc *raceCall[T]) handOff(pool *OffloadPool, off Offload) bool {
 	if pool == nil {
-		return off.Go(OffloadKindRaceLoser, rc.awaitLoser)
+		return offloadGo(off, OffloadKindRaceLoser, rc.awaitLoser, rc.cancelAdopted)
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -280,6 +288,9 @@ func (rc *raceCall[T]) read(l Layer) {
 
 // record stores the outcome of layer l's read; the first hit wins. It runs
 // deferred, so that a reader calling runtime.Goexit is recorded as failed.
+// A losing read held by an OffloadPool leaves it, counted as a task that
+// panicked (and reported to OnPanic) when its reader panicked or called
+// runtime.Goexit: nobody else sees a loser's report.
 func (rc *raceCall[T]) record(l Layer, vp **CacheValue[T], repp *LayerReport) {
 	v, rep := *vp, *repp
 	rc.mu.Lock()
@@ -289,6 +300,8 @@ func (rc *raceCall[T]) record(l Layer, vp **CacheValue[T], repp *LayerReport) {
 	won := v != nil && !o.late
 	if won {
 		rc.winner = l
+		// A hedge timer firing from now on must not start L2.
+		rc.l2state.CompareAndSwap(l2Pending, l2Skipped)
 	}
 	pool := rc.pool
 	rc.mu.Unlock()
@@ -297,7 +310,17 @@ func (rc *raceCall[T]) record(l Layer, vp **CacheValue[T], repp *LayerReport) {
 	}
 	if pool != nil {
 		rc.rctx.Cancel(context.Canceled)
-		pool.release(rc)
+		perr, panicked := rep.Err.(*PanicError)
+		switch {
+		case panicked:
+			pool.reportPanic(OffloadKindRaceLoser, perr.Value, perr.Stack)
+		case rep.Err == errGoexit: // deferred during the Goexit: the reader is still on the stack
+			pool.reportPanic(OffloadKindRaceLoser, errGoexit, debug.Stack())
+		default:
+			pool.release(rc, true)
+			return
+		}
+		pool.release(rc, false)
 	}
 }
 

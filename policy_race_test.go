@@ -3,6 +3,7 @@ package tiercache_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -351,6 +352,89 @@ func TestRaceLoserInOffloadPool(t *testing.T) {
 			require.Equal(t, 0, s.Running)
 			require.Equal(t, uint64(len(delays)), s.Completed)
 		})
+	})
+	// Nobody sees a loser's report: the pool holding it counts and reports
+	// a panic or a Goexit in its reader as it would a task's.
+	for _, tc := range []struct {
+		name      string
+		reader    func(ctx context.Context, key string) (*tiercache.CacheValue[string], error)
+		recovered func(t *testing.T, v any)
+	}{
+		{"a reader that panics is a task that panicked", func(context.Context, string) (*tiercache.CacheValue[string], error) {
+			time.Sleep(time.Second)
+			panic("loser boom")
+		}, func(t *testing.T, v any) { require.Equal(t, "loser boom", v) }},
+		{"a reader that calls Goexit is a task that panicked", func(context.Context, string) (*tiercache.CacheValue[string], error) {
+			time.Sleep(time.Second)
+			runtime.Goexit()
+			return nil, nil
+		}, func(t *testing.T, v any) { require.ErrorContains(t, v.(error), "Goexit") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				type report struct {
+					kind      string
+					recovered any
+					stack     string
+				}
+				var reports []report
+				pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{OnPanic: func(kind string, recovered any, stack []byte) {
+					reports = append(reports, report{kind, recovered, string(stack)})
+				}})
+				defer pool.Close(context.Background())
+				res, err := tiercache.RaceReadPolicy[string]{}.Read(context.Background(), "k", l1Hit().read, tc.reader, pool)
+				require.NoError(t, err)
+				require.Equal(t, tiercache.L1, res.Source)
+				require.Equal(t, tiercache.StatusAbandoned, res.L2.Status)
+				require.NoError(t, pool.Wait(context.Background()))
+				s := pool.Stats()
+				require.Equal(t, uint64(1), s.Panicked)
+				require.Zero(t, s.Completed)
+				require.Len(t, reports, 1)
+				require.Equal(t, tiercache.OffloadKindRaceLoser, reports[0].kind)
+				tc.recovered(t, reports[0].recovered)
+				require.Contains(t, reports[0].stack, "policy_race_test.go", "the stack shows the reader")
+			})
+		})
+	}
+}
+
+// Rule 5: at the caller's deadline the readers' ctx ends with
+// DeadlineExceeded, as a ctx derived from the caller's would, under either
+// loser policy: a reader can tell a timeout from a cancellation.
+func TestRaceReadersSeeCallersDeadline(t *testing.T) {
+	eachRace(t, func(t *testing.T, pc policyCase) {
+		var off tiercache.Offload
+		if pc.pool {
+			pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{})
+			defer pool.Close(context.Background())
+			off = pool
+		}
+		l1, l2 := &fakeLayer{delay: time.Hour}, &fakeLayer{delay: time.Hour}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := pc.policy.Read(ctx, "k", l1.read, l2.read, off)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		synctest.Wait()
+		for name, l := range map[string]*fakeLayer{"L1": l1, "L2": l2} {
+			require.Equal(t, 1, l.stats().cancelled, name)
+			require.ErrorIs(t, l.lastErr, context.DeadlineExceeded, name)
+		}
+	})
+}
+
+// A nil *OffloadPool is an Offload that refuses every task: the loser is
+// cancelled, as with a nil Offload, and nothing panics.
+func TestRaceNilOffloadPool(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pool *tiercache.OffloadPool
+		require.False(t, pool.Go("k", func(context.Context) {}))
+		l2 := &fakeLayer{val: hitIn("two", time.Hour), delay: time.Hour}
+		res, err := tiercache.RaceReadPolicy[string]{}.Read(context.Background(), "k", (&fakeLayer{val: hitIn("one", time.Hour)}).read, l2.read, pool)
+		require.NoError(t, err)
+		require.Equal(t, tiercache.L1, res.Source)
+		synctest.Wait()
+		require.Equal(t, 1, l2.stats().cancelled)
 	})
 }
 

@@ -1531,6 +1531,125 @@ func TestGetOrLoadJoinsFlightUntilItsValueIsInL2(t *testing.T) {
 	})
 }
 
+// A flight waiting for its value to reach L2 is joined only while that
+// value is still good: once it has expired, or the key has been written,
+// deleted or invalidated since, a caller that misses L1 reads or loads the
+// key afresh.
+func TestGetOrLoadLeavesAFlightWhoseValueIsNoLongerGood(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  tiercache.Options[string]
+		first func(ctx context.Context) (string, error)
+		// after runs between the first GetOrLoad and the second.
+		after func(t *testing.T, c *tiercache.Cache[string])
+		want  string // what the second GetOrLoad returns
+	}{
+		{"value expired", tiercache.Options[string]{DefaultTTL: time.Second},
+			func(context.Context) (string, error) { return "first", nil },
+			func(*testing.T, *tiercache.Cache[string]) { time.Sleep(time.Minute) }, "second"},
+		{"absence expired", tiercache.Options[string]{NegativeTTL: time.Second},
+			func(context.Context) (string, error) { return "", tiercache.ErrNotFound },
+			func(*testing.T, *tiercache.Cache[string]) { time.Sleep(time.Minute) }, "second"},
+		{"key deleted", tiercache.Options[string]{},
+			func(context.Context) (string, error) { return "first", nil },
+			func(t *testing.T, c *tiercache.Cache[string]) {
+				require.NoError(t, c.Delete(context.Background(), "k"))
+			}, "second"},
+		{"key set", tiercache.Options[string]{},
+			func(context.Context) (string, error) { return "first", nil },
+			func(t *testing.T, c *tiercache.Cache[string]) {
+				require.NoError(t, c.Set(context.Background(), "k", "set", 0))
+			}, "set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+				l1, l2 := newFakeBackend(), newFakeBackend()
+				off := &heldOffload{} // holds the L2 write of the first load
+				opts := tc.opts
+				opts.ReadPolicy, opts.Offload = lp.policy, off
+				c := newLoadTestCache(t, l1, l2, &opts)
+				t.Cleanup(func() { off.run() })
+				_, _ = c.GetOrLoad(context.Background(), "k", tc.first)
+				require.Equal(t, []string{tiercache.OffloadKindWriteL2}, off.kinds)
+				tc.after(t, c)
+				_ = l1.Delete(context.Background(), "k") // L1's copy has expired or gone too
+				v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "second", nil })
+				require.NoError(t, err)
+				require.Equal(t, tc.want, v, "not the first flight's value")
+			})
+		})
+	}
+}
+
+// A value that has expired is not served by a flight still waiting for its
+// L2 write even with the default Offload, when that write is slow.
+func TestGetOrLoadLeavesAFlightWhoseValueExpiredDuringASlowL2Write(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1 := newFakeBackend()
+		l2 := &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(ctx context.Context) error {
+			select {
+			case <-time.After(5 * time.Second):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+		c := newLoadTestCacheOver(t, l1, l2, &tiercache.Options[string]{NegativeTTL: time.Second, L2Timeout: 10 * time.Second})
+		loader := countLoads(func(_ context.Context, call int) (string, error) {
+			if call == 1 {
+				return "", tiercache.ErrNotFound
+			}
+			return "exists now", nil
+		})
+		_, err := c.GetOrLoad(context.Background(), "k", loader.load)
+		require.ErrorIs(t, err, tiercache.ErrNotFound)
+		time.Sleep(3 * time.Second) // the absence expired 2 s ago; its L2 write is still under way
+		v, err := c.GetOrLoad(context.Background(), "k", loader.load)
+		require.NoError(t, err)
+		require.Equal(t, "exists now", v)
+		require.Equal(t, 2, loader.n())
+	})
+}
+
+// A refresh that takes a key over from a flight still reading L2 loads the
+// key once: when that read misses, the flight answers with the refresh's
+// load instead of loading the key beside it.
+func TestGetOrLoadNoRefreshWhileL2ReadInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2Gate, openL2 := loadGate(t)
+		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+		var inflight, peak atomic.Int32
+		loader := countLoads(func(_ context.Context, call int) (string, error) {
+			n := inflight.Add(1)
+			defer inflight.Add(-1)
+			if n > peak.Load() {
+				peak.Store(n)
+			}
+			time.Sleep(time.Second)
+			return fmt.Sprint("v", call), nil
+		})
+
+		reading := goGetOrLoad(t, context.Background(), c, "k", loader.load) // its L2 read waits
+		synctest.Wait()
+		// A stale copy shows up in L1 meanwhile; a caller is served it.
+		now := time.Now()
+		l1.put("k", tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)})
+		v, err := c.GetOrLoad(context.Background(), "k", loader.load)
+		require.NoError(t, err)
+		require.Equal(t, "old", v)
+		synctest.Wait()
+		openL2() // the flight's L2 read misses: it answers with the refresh's load
+		r := awaitLoad(t, reading)
+		require.NoError(t, r.err)
+		require.Equal(t, "v1", r.v)
+		synctest.Wait()
+		require.Equal(t, 1, loader.n(), "one load of the key")
+		require.EqualValues(t, 1, peak.Load())
+	})
+}
+
 // The load of a key runs with the loader of a caller still waiting for it:
 // when the caller that started the flight has left while L2 was being
 // read, a caller that stayed loads with its own loader, which may use what

@@ -295,6 +295,15 @@ type flight[T any] struct {
 	loading   bool // the load has started
 	resolved  bool // done is closed
 	pendingL2 bool // answered, its value still on its way to L2: it stays joinable until it lands
+	// successor, set when a refresh took the key over while this flight
+	// was reading L2, is the refresh's flight: should the read miss, this
+	// flight answers with the successor's load rather than loading the key
+	// a second time.
+	successor *flight[T]
+	// answered is the key's ticket when a flight that stays joinable was
+	// answered: once a write, a delete or an invalidation of the key voids
+	// it, the flight's value is older than the cache's and nobody joins it.
+	answered keyguard.Ticket
 
 	// abandoned is set when every caller left the flight before it was
 	// answered: a later caller starts a fresh flight of the key, whose
@@ -363,9 +372,37 @@ func (c *Cache[T]) resolveLocked(f *flight[T], v *CacheValue[T], err error) {
 	}
 	f.value, f.err, f.resolved = v, err, true
 	close(f.done)
-	if c.flights.m[f.key] == f && !f.pendingL2 {
-		delete(c.flights.m, f.key)
+	if c.flights.m[f.key] == f {
+		if f.pendingL2 {
+			f.answered = c.guard.Ticket(f.key)
+		} else {
+			delete(c.flights.m, f.key)
+		}
 	}
+}
+
+// joinableLocked reports whether a caller may join f, the key's flight in
+// the group. A flight under way may be joined; an answered one, still in
+// the group while its value is on its way to L2, only while that value has
+// not expired and the key has not been written, deleted or invalidated
+// since. Called with the group's lock held.
+func (c *Cache[T]) joinableLocked(f *flight[T]) bool {
+	if !f.resolved {
+		return true
+	}
+	if f.value != nil && f.value.Expired(time.Now()) {
+		return false
+	}
+	return c.guard.Holds(f.key, f.answered, keyguard.Store)
+}
+
+// flightLocked returns the key's flight a caller may join, or nil. Called
+// with the group's lock held.
+func (c *Cache[T]) flightLocked(key string) *flight[T] {
+	if f := c.flights.m[key]; f != nil && c.joinableLocked(f) {
+		return f
+	}
+	return nil
 }
 
 // landed removes answered flights whose values have reached L2 (or never
@@ -422,7 +459,7 @@ func (c *Cache[T]) leave(f *flight[T]) {
 func (c *Cache[T]) joinRead(ctx context.Context, key string, load func(context.Context) (T, error), inline bool) (f *flight[T], joined bool) {
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
-	f = c.flights.m[key]
+	f = c.flightLocked(key)
 	switch {
 	case f == nil && inline:
 		f = c.registerFlight(ctx, key)
@@ -454,7 +491,7 @@ func (c *Cache[T]) joinRead(ctx context.Context, key string, load func(context.C
 func (c *Cache[T]) joinLoad(ctx context.Context, key string, counted bool) *flight[T] {
 	c.flights.mu.Lock()
 	defer c.flights.mu.Unlock()
-	f := c.flights.m[key]
+	f := c.flightLocked(key)
 	if f == nil {
 		return c.newFlight(ctx, key)
 	}
@@ -622,7 +659,7 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 		case v != nil: // answered by settleL2Locked
 		case f.refs == 0:
 			c.resolveLocked(f, nil, context.Canceled)
-		case returned && f.load != nil && !f.loading && !f.resolved:
+		case returned && f.load != nil && !f.loading && !f.resolved && f.successor == nil:
 			f.loading = true
 			load = f.load
 		}
@@ -650,8 +687,8 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 	}
 }
 
-// startLoadLocked starts f's load unless it has started or f is answered.
-// Called with g.mu held.
+// startLoadLocked starts f's load unless it has started or f is answered;
+// a flight with a successor follows it instead. Called with g.mu held.
 func (c *Cache[T]) startLoadLocked(f *flight[T], load func(context.Context) (T, error), refresh bool) {
 	if f.loading || f.resolved {
 		return
@@ -662,7 +699,31 @@ func (c *Cache[T]) startLoadLocked(f *flight[T], load func(context.Context) (T, 
 		return
 	}
 	c.flightCtxLocked(f)
+	if s := f.successor; s != nil {
+		s.refs++ // its refresh may end before f's callers have their answer
+		c.workers.Go(func() { c.follow(f, s) })
+		return
+	}
 	c.workers.Go(func() { c.runLoad(f, load, refresh) })
+}
+
+// follow answers f with what s, the refresh that took f's key over, loads,
+// or with f's ctx's error when every caller of f leaves first; then it
+// gives up the hold on s that startLoadLocked took.
+func (c *Cache[T]) follow(f, s *flight[T]) {
+	defer c.bg.Done()
+	defer c.leave(s)
+	var v *CacheValue[T]
+	var err error
+	select {
+	case <-s.done:
+		v, err = s.value, s.err
+	case <-f.ctx.Done():
+		err = f.ctx.Err()
+	}
+	c.flights.mu.Lock()
+	defer c.flights.mu.Unlock()
+	c.resolveLocked(f, v, err)
 }
 
 // runLoad calls the loader for a flight, stores what it returns and answers
@@ -862,8 +923,10 @@ func (r *refreshMarks) unmark(key string) {
 }
 
 // refresh schedules one background reload of key, unless one is scheduled
-// or a load of the key is under way. GetOrLoad calls that miss meanwhile
-// wait for the refresh's load; reads do not.
+// or a load of the key is under way. A flight still reading L2 (such as a
+// race's losing read) is taken over: should its read miss, it answers with
+// the refresh's load instead of loading the key a second time. GetOrLoad
+// calls that miss meanwhile wait for the refresh's load; reads do not.
 func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Context) (T, error)) {
 	if !c.refreshes.mark(key) {
 		return
@@ -871,11 +934,15 @@ func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Co
 	ok := c.goBackground(ctx, OffloadKindRefresh, func(ctx context.Context) {
 		defer c.refreshes.unmark(key)
 		c.flights.mu.Lock()
-		if f := c.flights.m[key]; f != nil && f.loading { // a load of the key is under way
+		old := c.flightLocked(key)
+		if old != nil && old.loading { // a load of the key is under way
 			c.flights.mu.Unlock()
 			return
 		}
-		f := c.newFlight(ctx, key) // takes the key over from a flight still reading L2
+		f := c.newFlight(ctx, key)
+		if old != nil && !old.resolved {
+			old.successor = f // its L2 read is under way: should it miss, old answers with f's load
+		}
 		f.refresh = true
 		c.startLoadLocked(f, load, true)
 		c.flights.mu.Unlock()

@@ -152,6 +152,11 @@ func (g *Guard) holds(s *stripe, t Ticket, m Mode) bool {
 		(m == Store || s.stored.Load() == t.stored)
 }
 
+// Holds reports whether t still holds for key and a write of mode m, as
+// WriteIf would find it, without the lock: a value read under t is still
+// as new as anything written to key since.
+func (g *Guard) Holds(key string, t Ticket, m Mode) bool { return g.holds(g.stripe(key), t, m) }
+
 // WriteIf runs write, a background write of mode m, under key's stripe
 // lock if t still holds for it, and reports whether it ran. A Store that
 // ran voids the older Copies of its stripe.

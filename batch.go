@@ -103,11 +103,20 @@ func (c *Cache[T]) getMany(ctx context.Context, keys []string) (map[string]T, er
 // once. The batch's load runs with the first caller's context values and is
 // cancelled only when every caller waiting for any of its keys has gone.
 //
+// load returns the values of the keys that exist. A key it omits does not
+// exist, as when GetOrLoad's loader returns ErrNotFound: it counts once in
+// Stats.NotFound, is absent from the result without an error, and with
+// NegativeTTL is remembered (a refresh without it removes the key). An
+// error of load wrapping ErrNotFound says that none of the keys it was
+// asked for exists: it is taken as a map without any of them, and the map
+// returned with it is ignored. Any other error fails those keys: it counts
+// in Stats.LoadErrors, nothing is cached, and the values already found are
+// returned with an error naming the keys.
+//
 // Loaded values, and with NegativeTTL the keys load omitted, are in L1
 // before GetOrLoadMany returns; their L2 write goes through the Offload in
 // one batch. Stale values are served and refreshed in the background, in
-// one batch. When load fails, the values already found are returned with an
-// error naming the keys it was asked for; an L2 failure degrades to load.
+// one batch. An L2 failure degrades to load.
 func (c *Cache[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
 	if c.obs == nil {
 		return c.getOrLoadMany(ctx, keys, load)
@@ -317,7 +326,9 @@ func getMany[T any](ctx context.Context, bb BatchBackend[T], keys []string, time
 
 // writeLayerMany writes vals[i] under keys[i] into layer l: one SetMany on
 // a BatchBackend, otherwise key by key, concurrently. A distrusted L1 is not
-// written.
+// written. While the breaker is open, L2 is not called: every key is
+// counted as a skipped write and the error wraps ErrBreakerOpen, as setL2's
+// does for one key.
 func (c *Cache[T]) writeLayerMany(ctx context.Context, l Layer, keys []string, vals []CacheValue[T]) error {
 	backend, timeout, set := c.l2, c.opts.L2Timeout, c.setL2
 	if l == L1 {
@@ -332,8 +343,10 @@ func (c *Cache[T]) writeLayerMany(ctx context.Context, l Layer, keys []string, v
 		}
 		p, ok := c.l2Allow()
 		if !ok {
+			// As setL2 refuses one key: the keys are not in L2, so the
+			// write failed (and copyToL2 does not announce them).
 			c.stats.writesSkipped.Add(uint64(len(keys)))
-			return nil
+			return &layerError{L2, ErrBreakerOpen}
 		}
 		err := layerOp(ctx, l, timeout, func(ctx context.Context) error { return bb.SetMany(ctx, keys, vals) })
 		l2Done(p, ctx, err)
@@ -694,7 +707,7 @@ func (c *Cache[T]) joinMany(ctx context.Context, keys []string, pending []int, w
 	c.flights.mu.Lock()
 	for j, i := range pending {
 		key := keys[i]
-		if f := c.flights.m[key]; f != nil {
+		if f := c.flightLocked(key); f != nil {
 			f.refs++
 			c.stats.batchKeysCoalesced.Add(1)
 			flights[j] = f
@@ -853,6 +866,11 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 	if c.obs != nil {
 		c.observeLoad(b.ctx, start, len(missingKeys), err, nil)
 	}
+	if errors.Is(err, ErrNotFound) {
+		// None of the keys exists: as if load had omitted every one (its
+		// map, if any, is ignored with the error).
+		data, err = nil, nil
+	}
 	if err != nil {
 		c.stats.loadErrors.Add(1)
 		err = fmt.Errorf("tiercache: load %s: %w", keyList(missingKeys), err)
@@ -987,7 +1005,7 @@ func (c *Cache[T]) evictMany(ctx context.Context, keys []string, tickets []keygu
 		et[j], ef[j] = tickets[i], flights[i]
 	}
 	var evicted []string
-	c.guard.WriteManyIf(ek, et, keyguard.Store, func(held []int) {
+	c.guard.WriteManyIf(ek, et, keyguard.StoreL2, func(held []int) {
 		for _, i := range notAbandoned(held, ef) {
 			if err := errors.Join(c.deleteL1(ctx, ek[i]), c.deleteL2(ctx, ek[i])); err != nil {
 				c.writeFailed(ctx, NoLayer, err)
@@ -1024,11 +1042,15 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 		var owned []*flight[T]
 		c.flights.mu.Lock()
 		for _, key := range marked {
-			if f := c.flights.m[key]; f != nil && f.loading {
+			old := c.flightLocked(key)
+			if old != nil && old.loading {
 				continue // a load of the key is under way
 			}
 			f := &flight[T]{key: key, ctx: b.ctx, refs: 1, done: make(chan struct{}), refresh: true, loading: true}
 			f.cancel = b.release
+			if old != nil && !old.resolved {
+				old.successor = f // see refresh
+			}
 			c.flights.m[key] = f
 			owned = append(owned, f)
 		}

@@ -1437,6 +1437,64 @@ func TestGetOrLoadManyLoaderError(t *testing.T) {
 	})
 }
 
+// A batch loader's error wrapping ErrNotFound says that none of the keys
+// it was asked for exists: as if it had omitted them all, and as GetOrLoad
+// takes its loader's ErrNotFound. The keys count in NotFound, not in
+// LoadErrors, are absent from the result without an error, and with
+// NegativeTTL are remembered.
+func TestGetOrLoadManyLoaderNotFound(t *testing.T) {
+	tests := []struct {
+		name        string
+		negativeTTL time.Duration
+	}{
+		{name: "NegativeTTL", negativeTTL: time.Minute},
+		{name: "no NegativeTTL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eachBatchCase(t, func(t *testing.T, bc batchCase) {
+				l1, l2 := bc.layers()
+				l1.put("a", val("a1"))
+				c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{NegativeTTL: tt.negativeTTL})
+				loader := loadMany(func(_ context.Context, call int, keys []string) (map[string]string, error) {
+					if call == 1 {
+						return loadedValues(keys...), fmt.Errorf("products: %w", tiercache.ErrNotFound)
+					}
+					return loadedValues(keys...), nil
+				})
+				single := countLoads(func(context.Context, int) (string, error) { return "single", nil })
+
+				got, err := c.GetOrLoadMany(context.Background(), []string{"a", "b", "c"}, loader.load)
+				require.NoError(t, err, "absent keys are no error")
+				require.Equal(t, map[string]string{"a": "a1"}, got, "the map returned with the error is ignored")
+				s := c.Stats()
+				require.Zero(t, s.LoadErrors)
+				require.EqualValues(t, 2, s.NotFound, "as keys the loader omitted")
+				require.EqualValues(t, 1, s.Loads)
+				synctest.Wait() // the L2 write
+
+				got, err = c.GetOrLoadMany(context.Background(), []string{"a", "b", "c"}, loader.load)
+				require.NoError(t, err)
+				if tt.negativeTTL == 0 {
+					require.Equal(t, map[string]string{"a": "a1", "b": "loaded-b", "c": "loaded-c"}, got)
+					requireAsked(t, loader, []string{"b", "c"}, []string{"b", "c"})
+					return
+				}
+				require.Equal(t, map[string]string{"a": "a1"}, got)
+				requireAsked(t, loader, []string{"b", "c"})
+				for _, l := range []*batchLayer{l1, l2} {
+					v, ok := l.peek("b")
+					require.True(t, ok)
+					require.True(t, v.Negative)
+				}
+				_, err = c.GetOrLoad(context.Background(), "c", single.load)
+				require.ErrorIs(t, err, tiercache.ErrNotFound)
+				require.Zero(t, single.n(), "remembered: not loaded")
+			})
+		})
+	}
+}
+
 // A panicking loader is an error holding a *PanicError, returned with the
 // values already found; the host does not crash and the cache carries on.
 func TestGetOrLoadManyLoaderPanic(t *testing.T) {
@@ -1470,16 +1528,8 @@ func TestGetOrLoadManyLoaderPanic(t *testing.T) {
 func TestGetOrLoadManyAnnouncesLoadedKeysInOneCall(t *testing.T) {
 	eachBatchCase(t, func(t *testing.T, bc batchCase) {
 		bus := &fakeBus{}
-		newL1 := func() (tiercache.Backend[string], *fakeBackend) {
-			if bc.batch {
-				b := newFakeBatchBackend()
-				return b, b.fakeBackend
-			}
-			b := newFlushBackend()
-			return b, b.fakeBackend
-		}
-		l1a, _ := newL1()
-		l1b, storeB := newL1()
+		l1a, _ := bc.flusherL1()
+		l1b, storeB := bc.flusherL1()
 		l2 := newBatchLayer(bc.batch)
 		opts := &tiercache.Options[string]{Invalidator: bus, Offload: &inlineOffload{}}
 		a := openBatchCacheOver(t, bc, l1a, l2.backend(), opts)
@@ -1496,6 +1546,80 @@ func TestGetOrLoadManyAnnouncesLoadedKeysInOneCall(t *testing.T) {
 		requireMissing(t, storeB, "x")
 		require.EqualValues(t, 3, b.Stats().InvalidationsReceived)
 		require.EqualValues(t, 3, a.Stats().InvalidationsSent)
+	})
+}
+
+// flusherL1 returns an L1 of the case's kind that is a Flusher, as an
+// Invalidator needs, and the store behind it.
+func (bc batchCase) flusherL1() (tiercache.Backend[string], *fakeBackend) {
+	if bc.batch {
+		b := newFakeBatchBackend()
+		return b, b.fakeBackend
+	}
+	b := newFlushBackend()
+	return b, b.fakeBackend
+}
+
+// While the breaker is open, a batch load's L2 write is skipped as
+// GetOrLoad's is: each key counts in Breaker.WritesSkipped, the write that
+// did not happen counts in WriteErrors (one for the batch, as a failed
+// batch write does), and no key is announced, since none reached L2.
+func TestGetOrLoadManyBreakerOpenSkipsL2Write(t *testing.T) {
+	eachBatchCase(t, func(t *testing.T, bc batchCase) {
+		ctx := context.Background()
+		bus := &fakeBus{}
+		l1, store := bc.flusherL1()
+		l2 := newBatchLayer(bc.batch)
+		c := openBatchCacheOver(t, bc, l1, l2.backend(), &tiercache.Options[string]{
+			Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Hour},
+			Offload: &inlineOffload{}, Invalidator: bus,
+		})
+		l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
+		_, _, err := c.Get(ctx, "trip")
+		require.NoError(t, err)
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+
+		_, err = c.GetOrLoad(ctx, "one", func(context.Context) (string, error) { return "v", nil })
+		require.NoError(t, err)
+		s := c.Stats()
+		require.EqualValues(t, 1, s.Breaker.WritesSkipped, "GetOrLoad, for reference")
+		require.EqualValues(t, 1, s.WriteErrors, "GetOrLoad, for reference")
+		require.Zero(t, s.InvalidationsSent, "GetOrLoad, for reference")
+
+		got, err := c.GetOrLoadMany(ctx, []string{"x", "y"}, loadMany(loadEvery).load)
+		require.NoError(t, err)
+		require.Equal(t, loadedValues("x", "y"), got)
+		s = c.Stats()
+		require.EqualValues(t, 3, s.Breaker.WritesSkipped, "each key of the batch")
+		require.EqualValues(t, 2, s.WriteErrors, "the batch's L2 write did not happen")
+		require.Zero(t, s.InvalidationsSent, "no key reached L2: none announced")
+		require.Empty(t, bus.announcements())
+		require.Empty(t, l2.writes(), "L2 not called")
+		for _, k := range []string{"x", "y"} {
+			requireMissing(t, l2.fakeBackend, k)
+			_, inL1 := store.peek(k)
+			require.True(t, inL1, "the loaded value stays in L1")
+		}
+	})
+}
+
+// While the subscription is down L1 is read around: GetMany does not read
+// it, so it counts no L1 read (Stats.L1 counts the layer's reads).
+func TestGetManyCountsNoReadOfDistrustedL1(t *testing.T) {
+	eachBatchCase(t, func(t *testing.T, bc batchCase) {
+		l1, _ := bc.flusherL1()
+		l2 := newBatchLayer(bc.batch)
+		l2.put("b", val("b2"))
+		c := openBatchCacheOver(t, bc, l1, l2.backend(), &tiercache.Options[string]{
+			Invalidator: &fakeBus{down: true}, Offload: &inlineOffload{},
+		})
+
+		got, err := c.GetMany(context.Background(), []string{"a", "b"})
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"b": "b2"}, got)
+		s := c.Stats()
+		require.Zero(t, s.L1.Hits+s.L1.Misses+s.L1.Failures, "L1 was not read")
+		require.EqualValues(t, 2, s.L2.Hits+s.L2.Misses)
 	})
 }
 
@@ -1838,5 +1962,65 @@ func TestLoadsOfKeysSharingStripesAllLand(t *testing.T) {
 			wg.Wait()
 			check(t, c, l1, l2, &loads)
 		})
+	})
+}
+
+// GetOrLoadMany, like GetOrLoad, joins a flight waiting for its value to
+// reach L2 only while the key has not been deleted (or written, or
+// invalidated) since, and the value has not expired.
+func TestGetOrLoadManyLeavesAFlightWhoseValueIsNoLongerGood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		off := &heldOffload{} // holds the L2 writes
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{Offload: off})
+		t.Cleanup(func() { off.run() })
+		_, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "first", nil })
+		require.NoError(t, err)
+		require.NoError(t, c.Delete(context.Background(), "k"))
+		vals, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(_ context.Context, keys []string) (map[string]string, error) {
+			return map[string]string{"k": "second"}, nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "second"}, vals)
+	})
+}
+
+// A batch refresh that takes a key over from a flight still reading L2
+// loads the key once: when that read misses, the flight answers with the
+// refresh's load.
+func TestGetOrLoadManyRefreshWhileL2ReadInFlightLoadsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2Gate, openL2 := loadGate(t)
+		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+		var loads atomic.Int32
+		load := func(context.Context) (string, error) {
+			time.Sleep(time.Second)
+			return fmt.Sprint("single load ", loads.Add(1)), nil
+		}
+		loadMany := func(_ context.Context, keys []string) (map[string]string, error) {
+			time.Sleep(time.Second)
+			n := loads.Add(1)
+			out := map[string]string{}
+			for _, k := range keys {
+				out[k] = fmt.Sprint("batch load ", n)
+			}
+			return out, nil
+		}
+		reading := goGetOrLoad(t, context.Background(), c, "k", load) // its L2 read waits
+		synctest.Wait()
+		now := time.Now()
+		l1.put("k", tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)})
+		vals, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loadMany) // served stale; refreshes
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "old"}, vals)
+		synctest.Wait()
+		openL2()
+		r := awaitLoad(t, reading)
+		require.NoError(t, r.err)
+		require.Equal(t, "batch load 1", r.v, "the flight answered with the refresh's load")
+		synctest.Wait()
+		require.EqualValues(t, 1, loads.Load(), "one load of the key")
 	})
 }

@@ -1311,6 +1311,41 @@ func TestCloseDeadline(t *testing.T) {
 	})
 }
 
+// A slow L2 write of a loaded value holds back no L1 write of its stripe:
+// an inline refill of the key is not kept waiting for it (it gives way, the
+// L2 write being newer than what it read), so the Get that makes it
+// returns at once.
+func TestSlowL2WriteHoldsBackNoL1Write(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1 := newFakeBackend()
+		l2 := &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(ctx context.Context) error {
+			select {
+			case <-time.After(10 * time.Second):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+		c := openCache(t, l1, l2, &tiercache.Options[string]{Refill: tiercache.RefillInline, L2Timeout: 30 * time.Second})
+		v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "loaded", nil })
+		require.NoError(t, err)
+		require.Equal(t, "loaded", v)
+		synctest.Wait() // the loaded value's L2 write is under way, and slow
+
+		l2.put("k", tiercache.CacheValue[string]{Data: "from another process"})
+		require.NoError(t, l1.Delete(context.Background(), "k"))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		v, ok, err := c.Get(ctx, "k")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "from another process", v)
+		require.Zero(t, time.Since(start), "the refill did not wait for the L2 write")
+		require.EqualValues(t, 1, c.Stats().RefillsSkipped)
+	})
+}
+
 // A shared OffloadPool whose Close runs out of time drops the tasks still
 // queued. The cache's work among them is released: Close does not wait for
 // it, and a losing read that a dropped task was to wait for is cancelled.

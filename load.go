@@ -825,7 +825,7 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T], gen keyguard.Ticket) {
 	var err error
 	wrote := false
-	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
+	c.guard.WriteIf(f.key, gen, keyguard.StoreL2, func() {
 		if wrote = !f.abandoned.Load(); wrote {
 			err = c.setL2(ctx, f.key, v)
 		}
@@ -841,13 +841,13 @@ func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T
 
 // copyToL2 writes loaded values into L2, the keys whose ticket still holds
 // and whose flight (flights[i], of keys[i]) is not abandoned, and announces
-// them. It writes under the keys' stripe locks: a Set of one of them that
-// begins meanwhile waits for this write (at most until the Set's deadline)
-// and lands after it.
+// them. It writes under the keys' stripe L2 locks: a Set of one of them
+// that begins meanwhile waits for this write (at most until the Set's
+// deadline) and lands after it, while the stripes' L1 writes go on.
 func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValue[T], tickets []keyguard.Ticket, flights []*flight[T]) {
 	var err error
 	var ok []int
-	c.guard.WriteManyIf(keys, tickets, keyguard.Store, func(held []int) {
+	c.guard.WriteManyIf(keys, tickets, keyguard.StoreL2, func(held []int) {
 		if ok = notAbandoned(held, flights); len(ok) == 0 {
 			return
 		}
@@ -873,7 +873,7 @@ func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValu
 func (c *Cache[T]) evict(f *flight[T], gen keyguard.Ticket) {
 	ctx := f.background()
 	evicted := false
-	c.guard.WriteIf(f.key, gen, keyguard.Store, func() {
+	c.guard.WriteIf(f.key, gen, keyguard.StoreL2, func() {
 		if evicted = !f.abandoned.Load(); !evicted {
 			return
 		}

@@ -260,32 +260,32 @@ func (p *OffloadPool) work() {
 	returned := false
 	defer func() {
 		if !returned { // the task called runtime.Goexit
-			p.freeSlot()
-			p.countDone(false)
+			p.freeSlot(false)
 		}
 	}()
 	for {
 		ok := p.run(t)
 		p.mu.Lock()
+		p.countDoneLocked(ok)
 		next, more := p.queue.pop()
 		if !more {
 			p.running--
 			p.signalIdleLocked()
 			p.mu.Unlock()
-			p.countDone(ok)
 			returned = true
 			return
 		}
 		p.mu.Unlock()
-		p.countDone(ok)
 		t = next
 	}
 }
 
-// countDone counts a task that has ended, once its slot has been freed or
-// passed on: Stats reads these counters before the slots, so a snapshot
-// never counts a task both as finished and as running or queued.
-func (p *OffloadPool) countDone(returned bool) {
+// countDoneLocked counts a task that has ended, in the same critical
+// section that frees its slot or passes it on: Stats reads these counters
+// before the slots, so a snapshot never counts a task both as finished and
+// as running or queued, and a Wait that has returned sees it counted.
+// Called with p.mu held.
+func (p *OffloadPool) countDoneLocked(returned bool) {
 	if returned {
 		p.completed.Add(1)
 	} else {
@@ -293,10 +293,12 @@ func (p *OffloadPool) countDone(returned bool) {
 	}
 }
 
-// freeSlot hands a slot that has come free to the next queued task, on a new
-// worker, or returns it to the pool.
-func (p *OffloadPool) freeSlot() {
+// freeSlot counts the task that held a slot as ended (returned or not) and
+// hands the slot to the next queued task, on a new worker, or returns it to
+// the pool.
+func (p *OffloadPool) freeSlot(returned bool) {
 	p.mu.Lock()
+	p.countDoneLocked(returned)
 	next, ok := p.queue.pop()
 	if !ok {
 		p.running--
@@ -359,8 +361,7 @@ func (p *OffloadPool) release(a adoptee, returned bool) {
 	if timer != nil {
 		timer.Stop()
 	}
-	p.freeSlot()
-	p.countDone(returned)
+	p.freeSlot(returned)
 }
 
 // runHere runs task on the calling goroutine as one of the pool's tasks,
@@ -380,10 +381,7 @@ func (p *OffloadPool) runHere(kind string, task func(ctx context.Context)) bool 
 	p.accepted.Add(1)
 	p.mu.Unlock()
 	ok := false
-	defer func() {
-		p.freeSlot()
-		p.countDone(ok)
-	}()
+	defer func() { p.freeSlot(ok) }()
 	ok = p.run(offloadTask{kind: kind, run: task})
 	return true
 }
@@ -394,8 +392,8 @@ var errGoexit = errors.New("tiercache: runtime.Goexit called in user code")
 
 // run runs one task under the pool's ctx, containing a panic or a Goexit,
 // which it reports to OnPanic. It returns whether the task returned; the
-// caller counts the task once it has freed or passed on its slot (after a
-// Goexit, run's caller is unwound and counts it in a deferred call).
+// caller counts the task as it frees or passes on its slot (after a Goexit,
+// run's caller is unwound and counts it in a deferred call).
 func (p *OffloadPool) run(t offloadTask) (returned bool) {
 	ctx, cancel := p.base, context.CancelFunc(nil)
 	if p.timeout > 0 {

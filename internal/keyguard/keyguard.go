@@ -19,6 +19,12 @@
 // slow backend delays a foreground write of the same stripe at most until
 // the write's deadline, never past it.
 //
+// Background writes that reach L2 (StoreL2) take a second lock of the
+// stripe, which only foreground writes and other such writes wait for: a
+// slow L2 write holds back neither the L1 writes of the stripe (refills,
+// loaded values, invalidations) nor the callers waiting for them. Copies
+// give way to a StoreL2 under way.
+//
 // A foreground write (Set) writes L1 itself, after L2. An invalidation of
 // its key that arrives in between means another process wrote the key too,
 // in an order this process cannot know: WriteUnlessInvalidated then skips
@@ -48,11 +54,13 @@ type Guard struct {
 
 type stripe struct {
 	lock    chan struct{} // a one-slot semaphore: holding it is a send
+	l2lock  chan struct{} // the same, for StoreL2 writes, which reach L2
 	gen     atomic.Uint64 // counts writes begun and ended, and invalidations
 	stored  atomic.Uint64 // counts Store writes: loaded values, evictions
 	inval   atomic.Uint64 // counts invalidations
 	writing atomic.Int64  // foreground writes under way
-	_       [24]byte      // keep stripes on separate cache lines
+	storing atomic.Int64  // StoreL2 writes under way
+	_       [8]byte       // keep stripes on separate cache lines
 }
 
 // Ticket is what a copy takes before it reads the value it will write.
@@ -76,6 +84,13 @@ const (
 	// that ran voids the Copies of its stripe whose tickets were taken
 	// before it.
 	Store
+	// StoreL2 is a Store that reaches L2: the L2 write of a loaded value,
+	// or the eviction from both layers of a key a refresh found gone. It
+	// runs under the stripe's L2 lock rather than its L1 lock, so that a
+	// slow L2 delays only foreground writes of the stripe (which must land
+	// after it) and other StoreL2 writes; a Copy that checks while one is
+	// under way gives way to it.
+	StoreL2
 )
 
 // WriteTicket is what a foreground write takes when it begins.
@@ -88,6 +103,7 @@ func New() *Guard {
 	g := &Guard{seed: maphash.MakeSeed()}
 	for i := range g.stripes {
 		g.stripes[i].lock = make(chan struct{}, 1)
+		g.stripes[i].l2lock = make(chan struct{}, 1)
 	}
 	return g
 }
@@ -96,21 +112,30 @@ func (g *Guard) index(key string) int { return int(maphash.String(g.seed, key) &
 
 func (g *Guard) stripe(key string) *stripe { return &g.stripes[g.index(key)] }
 
-// acquire takes s's lock, giving up with ctx's error when ctx ends first.
-func (s *stripe) acquire(ctx context.Context) error {
+// acquire takes lock, one of s's, giving up with ctx's error when ctx
+// ends first.
+func acquire(ctx context.Context, lock chan struct{}) error {
 	select {
-	case s.lock <- struct{}{}:
+	case lock <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// hold takes s's lock, waiting as long as it takes: background copies
-// and invalidations hold it only for an L1 write.
-func (s *stripe) hold() { s.lock <- struct{}{} }
+// lockFor returns the lock of s that writes of mode m take.
+func (s *stripe) lockFor(m Mode) chan struct{} {
+	if m == StoreL2 {
+		return s.l2lock
+	}
+	return s.lock
+}
 
-func (s *stripe) release() { <-s.lock }
+// hold takes s's lock for mode m, waiting as long as it takes: background
+// copies and invalidations hold the L1 lock only for an L1 write.
+func (s *stripe) hold(m Mode) { s.lockFor(m) <- struct{}{} }
+
+func (s *stripe) release(m Mode) { <-s.lockFor(m) }
 
 // Ticket returns key's ticket, to be taken before reading the value a later
 // WriteIf will copy.
@@ -128,10 +153,14 @@ func (g *Guard) Ticket(key string) Ticket {
 // invalidation arrived meanwhile.
 func (g *Guard) Begin(ctx context.Context, key string) (WriteTicket, error) {
 	s := g.stripe(key)
-	if err := s.acquire(ctx); err != nil {
+	if err := acquire(ctx, s.l2lock); err != nil {
 		return WriteTicket{}, err
 	}
-	defer s.release()
+	defer s.release(StoreL2)
+	if err := acquire(ctx, s.lock); err != nil {
+		return WriteTicket{}, err
+	}
+	defer s.release(Copy)
 	s.writing.Add(1)
 	s.gen.Add(1)
 	return WriteTicket{inval: s.inval.Load(), epoch: g.epoch.Load()}, nil
@@ -149,7 +178,7 @@ func (g *Guard) End(key string) {
 // Store either for a Copy, and no write under way.
 func (g *Guard) holds(s *stripe, t Ticket, m Mode) bool {
 	return s.gen.Load() == t.gen && g.epoch.Load() == t.epoch && s.writing.Load() == 0 &&
-		(m == Store || s.stored.Load() == t.stored)
+		(m != Copy || s.stored.Load() == t.stored && s.storing.Load() == 0)
 }
 
 // Holds reports whether t still holds for key and a write of mode m, as
@@ -162,13 +191,17 @@ func (g *Guard) Holds(key string, t Ticket, m Mode) bool { return g.holds(g.stri
 // ran voids the older Copies of its stripe.
 func (g *Guard) WriteIf(key string, t Ticket, m Mode, write func()) bool {
 	s := g.stripe(key)
-	s.hold()
-	defer s.release()
+	s.hold(m)
+	defer s.release(m)
 	if !g.holds(s, t, m) {
 		return false
 	}
+	if m == StoreL2 {
+		s.storing.Add(1)
+		defer s.storing.Add(-1) // after stored moves: a Copy checking meanwhile sees one or the other
+	}
 	write()
-	if m == Store {
+	if m != Copy {
 		s.stored.Add(1)
 	}
 	return true
@@ -180,10 +213,10 @@ func (g *Guard) WriteIf(key string, t Ticket, m Mode, write func()) bool {
 // ctx ends before it gets the lock.
 func (g *Guard) WriteUnlessInvalidated(ctx context.Context, key string, t WriteTicket, write func()) (bool, error) {
 	s := g.stripe(key)
-	if err := s.acquire(ctx); err != nil {
+	if err := acquire(ctx, s.lock); err != nil {
 		return false, err
 	}
-	defer s.release()
+	defer s.release(Copy)
 	if s.inval.Load() != t.inval || g.epoch.Load() != t.epoch {
 		return false, nil
 	}
@@ -196,8 +229,8 @@ func (g *Guard) WriteUnlessInvalidated(ctx context.Context, key string, t WriteT
 // foreground write under way, writes key into L1 after it.
 func (g *Guard) Invalidate(key string, evict func()) {
 	s := g.stripe(key)
-	s.hold()
-	defer s.release()
+	s.hold(Copy)
+	defer s.release(Copy)
 	s.gen.Add(1)
 	s.inval.Add(1)
 	evict()
@@ -221,11 +254,11 @@ func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, m Mode, write func(
 	slices.Sort(order)
 	order = slices.Compact(order)
 	for _, s := range order {
-		g.stripes[s].hold()
+		g.stripes[s].hold(m)
 	}
 	defer func() {
 		for _, s := range order {
-			g.stripes[s].release()
+			g.stripes[s].release(m)
 		}
 	}()
 	var ok []int
@@ -237,8 +270,18 @@ func (g *Guard) WriteManyIf(keys []string, tickets []Ticket, m Mode, write func(
 	if len(ok) == 0 {
 		return nil
 	}
+	if m == StoreL2 {
+		for _, s := range order {
+			g.stripes[s].storing.Add(1)
+		}
+		defer func() {
+			for _, s := range order {
+				g.stripes[s].storing.Add(-1)
+			}
+		}()
+	}
 	write(ok)
-	if m == Store {
+	if m != Copy {
 		for _, i := range ok {
 			// A stripe may be advanced more than once: a count only needs
 			// to change.

@@ -27,6 +27,7 @@ func TestWriteIf(t *testing.T) {
 			g.WriteIf(sameStripe(g, "k"), g.Ticket("k"), Store, func() {})
 		}, wantStore: true},
 		{name: "a Copy of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), Copy, func() {}) }, wantCopy: true, wantStore: true},
+		{name: "a StoreL2 of the key ran", between: func(g *Guard) { g.WriteIf("k", g.Ticket("k"), StoreL2, func() {}) }, wantStore: true},
 		{name: "the key was invalidated", between: func(g *Guard) { g.Invalidate("k", func() {}) }},
 		{name: "everything was invalidated", between: func(g *Guard) { g.InvalidateAll() }},
 	}
@@ -35,7 +36,7 @@ func TestWriteIf(t *testing.T) {
 			name string
 			mode Mode
 			want bool
-		}{{"Copy", Copy, tt.wantCopy}, {"Store", Store, tt.wantStore}} {
+		}{{"Copy", Copy, tt.wantCopy}, {"Store", Store, tt.wantStore}, {"StoreL2", StoreL2, tt.wantStore}} {
 			t.Run(tt.name+"/"+m.name, func(t *testing.T) {
 				g := New()
 				gen := g.Ticket("k")
@@ -118,6 +119,39 @@ func mustBegin(g *Guard, key string) WriteTicket {
 		panic(err)
 	}
 	return wt
+}
+
+// A StoreL2 under way (a slow L2 write) holds the stripe's L2 lock only:
+// the stripe's L1 writes and invalidations go on, a Copy checking meanwhile
+// gives way to it, and a foreground write waits for it.
+func TestStoreL2UnderWay(t *testing.T) {
+	g := New()
+	other := sameStripe(g, "k")
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan bool)
+	go func() {
+		done <- g.WriteIf("k", g.Ticket("k"), StoreL2, func() {
+			close(inside)
+			<-release
+		})
+	}()
+	<-inside
+
+	copyTicket := g.Ticket(other)
+	require.True(t, g.WriteIf(other, g.Ticket(other), Store, func() {}), "an L1 store of the stripe runs")
+	g.Invalidate(other, func() {}) // does not wait either
+	require.False(t, g.WriteIf(other, g.Ticket(other), Copy, func() {}), "a Copy gives way to the StoreL2 under way")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := g.Begin(ctx, other)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a foreground write waits for the StoreL2")
+
+	close(release)
+	require.True(t, <-done)
+	require.False(t, g.WriteIf(other, copyTicket, Copy, func() {}), "a Store voids older Copies")
+	require.True(t, g.WriteIf(other, g.Ticket(other), Copy, func() {}), "a Copy taken after it runs")
+	mustBegin(g, other)
+	g.End(other)
 }
 
 func TestWriteUnlessInvalidated(t *testing.T) {

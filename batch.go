@@ -433,8 +433,9 @@ func (c *Cache[T]) readBatch(ctx context.Context, keys []string) batchRead[T] {
 		g.SetLimit(BatchConcurrency)
 		for i, key := range keys {
 			g.Go(func() error {
-				res, err := c.policy.Read(ctx, key, c.l1Reader(), c.readL2, c.policyOff)
-				c.recordRead(ctx, L1, res.L1)
+				l1, readsL1 := c.l1Reader()
+				res, err := c.policy.Read(ctx, key, l1, c.readL2, c.policyOff)
+				c.recordL1(ctx, readsL1, res.L1)
 				c.recordRead(ctx, L2, res.L2)
 				r.vals[i], fromL2[i] = res.Value, res.Source == L2
 				if err != nil && ctx.Err() == nil {

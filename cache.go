@@ -146,8 +146,9 @@ func (c *Cache[T]) get(ctx context.Context, key string, info *opInfo) (T, bool, 
 		}
 	} else {
 		gen := c.guard.Ticket(key)
-		res, err := c.policy.Read(ctx, key, c.l1Reader(), c.readL2, c.policyOff)
-		c.recordRead(ctx, L1, res.L1)
+		l1, readsL1 := c.l1Reader()
+		res, err := c.policy.Read(ctx, key, l1, c.readL2, c.policyOff)
+		c.recordL1(ctx, readsL1, res.L1)
 		c.recordRead(ctx, L2, res.L2)
 		if err != nil {
 			return zero, false, err
@@ -177,8 +178,9 @@ func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T
 		return nil, NoLayer, readCanceled(key, err)
 	}
 	var res ReadResult[T]
-	v, rep := readLayer(ctx, key, c.l1Reader())
-	c.recordRead(ctx, L1, rep)
+	l1, readsL1 := c.l1Reader()
+	v, rep := readLayer(ctx, key, l1)
+	c.recordL1(ctx, readsL1, rep)
 	if v != nil {
 		return v, L1, nil
 	}

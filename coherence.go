@@ -119,12 +119,23 @@ func (c *Cache[T]) setL1IfTrusted(ctx context.Context, key string, v CacheValue[
 // readL1Distrusted is the L1 reader while L1 is distrusted: always a miss.
 func readL1Distrusted[T any](context.Context, string) (*CacheValue[T], error) { return nil, nil }
 
-// l1Reader is the L1 reader a read uses now.
-func (c *Cache[T]) l1Reader() ReadFunc[T] {
+// l1Reader is the L1 reader a read uses now, and whether it reads L1: a
+// distrusted L1 is not read, and its always-missing reader's report is not
+// counted as a read (Stats, latency, Observer), as batch reads do not
+// count it.
+func (c *Cache[T]) l1Reader() (read ReadFunc[T], reads bool) {
 	if c.l1Trusted() {
-		return c.readL1
+		return c.readL1, true
 	}
-	return c.readL1None
+	return c.readL1None, false
+}
+
+// recordL1 records the report of a read of L1 that read reports on: not
+// when L1 was distrusted and not read.
+func (c *Cache[T]) recordL1(ctx context.Context, read bool, rep LayerReport) {
+	if read {
+		c.recordRead(ctx, L1, rep)
+	}
 }
 
 // offlineFor returns the time spent without a subscription, the current

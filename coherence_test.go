@@ -347,3 +347,29 @@ func TestInvalidationKindString(t *testing.T) {
 	require.Equal(t, "subscription-restored", tiercache.SubscriptionRestored.String())
 	require.Equal(t, "InvalidationKind(9)", tiercache.InvalidationKind(9).String())
 }
+
+// While the subscription is down L1 is not read, and a read that goes
+// around it counts no L1 read (Stats), as a batch read does not, under
+// every policy.
+func TestDistrustedL1CountsNoRead(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1, l2 := newFlushBackend(), newFakeBackend()
+		l1.put("a", tiercache.CacheValue[string]{Data: "a1"})
+		l2.put("b", tiercache.CacheValue[string]{Data: "b2"})
+		c := openCache(t, l1, l2, &tiercache.Options[string]{
+			ReadPolicy: lp.policy, Invalidator: &fakeBus{down: true}, Offload: &inlineOffload{},
+		})
+		_, ok, err := c.Get(context.Background(), "a")
+		require.NoError(t, err)
+		require.False(t, ok, "L1 is distrusted: not read")
+		v, _, err := c.Get(context.Background(), "b")
+		require.NoError(t, err)
+		require.Equal(t, "b2", v)
+		v, err = c.GetOrLoad(context.Background(), "c", func(context.Context) (string, error) { return "c", nil })
+		require.NoError(t, err)
+		require.Equal(t, "c", v)
+		s := c.Stats()
+		require.Zero(t, s.L1.Hits+s.L1.Misses+s.L1.Failures, "L1 was not read")
+		require.EqualValues(t, 3, s.L2.Hits+s.L2.Misses)
+	})
+}

@@ -72,8 +72,9 @@ func (c *Cache[T]) getOrLoad(ctx context.Context, key string, load func(ctx cont
 	}
 	call := &loadCall[T]{c: c}
 	defer call.finish()
-	res, err := c.policy.Read(ctx, key, c.l1Reader(), call.readL2, c.policyOff)
-	c.recordRead(ctx, L1, res.L1) // the shared L2 reads record themselves
+	l1, readsL1 := c.l1Reader()
+	res, err := c.policy.Read(ctx, key, l1, call.readL2, c.policyOff)
+	c.recordL1(ctx, readsL1, res.L1) // the shared L2 reads record themselves
 	if res.L2.Err != nil {
 		var le *loadError
 		if errors.As(res.L2.Err, &le) { // joined someone else's load, which failed
@@ -83,6 +84,9 @@ func (c *Cache[T]) getOrLoad(ctx context.Context, key string, load func(ctx cont
 	if v := res.Value; v != nil {
 		if info != nil {
 			info.src = res.Source
+			if f := call.held(); res.Source == L2 && f != nil && v != f.l2Value {
+				info.src, info.loaded = NoLayer, true // the reader joined a load: the value was loaded
+			}
 		}
 		return c.serve(ctx, key, v, load) // an L2 hit was refilled by its flight
 	}
@@ -109,8 +113,9 @@ func (c *Cache[T]) getOrLoadSequential(ctx context.Context, key string, load fun
 	if err := ctx.Err(); err != nil {
 		return zero, readCanceled(key, err)
 	}
-	v, rep := readLayer(ctx, key, c.l1Reader())
-	c.recordRead(ctx, L1, rep)
+	l1, readsL1 := c.l1Reader()
+	v, rep := readLayer(ctx, key, l1)
+	c.recordL1(ctx, readsL1, rep)
 	if v != nil {
 		if info != nil {
 			info.src = L1

@@ -150,6 +150,40 @@ func TestObserverLoads(t *testing.T) {
 	})
 }
 
+// A GetOrLoad that joins another caller's load reports what it got as
+// loaded (NoLayer, a miss), under every policy, not as an L2 hit.
+func TestObserverJoinedLoadIsNoL2Hit(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		var mu sync.Mutex
+		var done []tiercache.Event
+		obs := tiercache.ObserverFunc(func(_ context.Context, e tiercache.Event) {
+			if e.Kind == tiercache.EventOpDone {
+				mu.Lock()
+				done = append(done, e)
+				mu.Unlock()
+			}
+		})
+		c := newLoadTestCache(t, newFakeBackend(), newFakeBackend(), &tiercache.Options[string]{ReadPolicy: lp.policy, Observer: obs})
+		gate, open := loadGate(t)
+		loader := countLoads(func(context.Context, int) (string, error) { <-gate; return "v", nil })
+		first := goGetOrLoad(t, context.Background(), c, "k", loader.load)
+		synctest.Wait()
+		second := goGetOrLoad(t, context.Background(), c, "k", loader.load)
+		synctest.Wait()
+		open()
+		require.NoError(t, awaitLoad(t, first).err)
+		require.NoError(t, awaitLoad(t, second).err)
+		require.Equal(t, 1, loader.n())
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, done, 2)
+		for _, e := range done {
+			require.Equal(t, tiercache.NoLayer, e.Layer, "%+v", e)
+			require.Equal(t, tiercache.StatusMiss, e.Status, "%+v", e)
+		}
+	})
+}
+
 func TestObserverWritesAndFailures(t *testing.T) {
 	ctx := context.Background()
 	l1, l2 := newFakeBackend(), newFakeBackend()

@@ -16,7 +16,9 @@ type Stats struct {
 	Loads uint64
 	// LoadErrors counts loader calls that failed, ErrNotFound aside.
 	LoadErrors uint64
-	// NotFound counts loader calls that returned ErrNotFound.
+	// NotFound counts keys a loader found missing: each GetOrLoad loader
+	// call that returned ErrNotFound, and each key a GetOrLoadMany loader
+	// omitted (every key it was asked for when it returned ErrNotFound).
 	NotFound uint64
 	// Coalesced counts GetOrLoad calls that shared an L2 read or a load
 	// started by another caller instead of starting their own.

@@ -154,6 +154,21 @@ func TestBatchExpiry(t *testing.T) {
 			time.Sleep(time.Hour)
 			require.Equal(t, []string{"<miss>", "<miss>", "<miss>", "n"}, getMany(t, s, keys...))
 		}},
+		{"an Expire decoded from L2 after the system clock stepped", func(t *testing.T, s *otterstore.Store[string]) {
+			s.StepWallClock(time.Hour)
+			wall := time.Now().Add(time.Hour).Round(0) // the stepped clock
+			setMany(t, s, []string{"minute", "hour"},
+				tiercache.CacheValue[string]{Data: "m", Expire: wall.Add(time.Minute)},
+				tiercache.CacheValue[string]{Data: "h", Expire: wall.Add(time.Hour)},
+			)
+			keys := []string{"minute", "hour"}
+			time.Sleep(time.Minute - time.Nanosecond)
+			require.Equal(t, []string{"m", "h"}, getMany(t, s, keys...))
+			time.Sleep(time.Nanosecond)
+			require.Equal(t, []string{"<miss>", "h"}, getMany(t, s, keys...))
+			time.Sleep(time.Hour)
+			require.Equal(t, []string{"<miss>", "<miss>"}, getMany(t, s, keys...))
+		}},
 		{"an entry past its Expire is not returned before otter removes it", func(t *testing.T, s *otterstore.Store[string]) {
 			setMany(t, s, []string{"k", "live"}, tiercache.CacheValue[string]{Data: "v", Expire: time.Now().Add(time.Second)}, value("live"))
 			s.ExtendOtterExpiry("k", time.Hour)

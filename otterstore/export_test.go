@@ -24,3 +24,10 @@ func (s *Store[T]) HoldsRaw(key string) bool {
 func (s *Store[T]) ExtendOtterExpiry(key string, d time.Duration) {
 	s.cache.SetExpiresAfter(key, d)
 }
+
+// StepWallClock makes the Store's wall clock read d ahead of its monotonic
+// clock, as after a step of the system clock by d since New (or a machine
+// suspended for d). Call it while no Set or SetMany runs.
+func (s *Store[T]) StepWallClock(d time.Duration) {
+	s.clock.wall = func() time.Time { return time.Now().Add(d) }
+}

@@ -131,3 +131,41 @@ func BenchmarkGetHitParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSet is Store.Set overwriting values that expire in an hour,
+// cycling over benchKeys keys: with an Expire read from the clock (set),
+// with one as decoded from L2, which has no monotonic reading (wall), and
+// without one (none).
+func BenchmarkSet(b *testing.B) {
+	now := time.Now()
+	for _, e := range []struct {
+		name   string
+		expire time.Time
+	}{
+		{"none", time.Time{}},
+		{"set", now.Add(time.Hour)},
+		{"wall", now.Add(time.Hour).Round(0)},
+	} {
+		b.Run("expire="+e.name, func(b *testing.B) {
+			s, err := otterstore.New[string](nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = s.Close() })
+			ctx := context.Background()
+			keys := make([]string, benchKeys)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("user:%d", i)
+			}
+			v := tiercache.CacheValue[string]{Data: "Ada Lovelace", Expire: e.expire}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := s.Set(ctx, keys[i&(benchKeys-1)], v); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

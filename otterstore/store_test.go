@@ -94,8 +94,38 @@ func TestExpiry(t *testing.T) {
 			time.Sleep(time.Nanosecond)
 			requireMiss(t, s, "k")
 		}},
+		{"an Expire decoded from L2 after the system clock stepped forward", func(t *testing.T, s *otterstore.Store[string]) {
+			s.StepWallClock(time.Hour)
+			expire := time.Now().Add(time.Hour + time.Minute).Round(0) // a minute from the stepped clock
+			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
+			time.Sleep(time.Minute - time.Nanosecond)
+			requireHit(t, s, "k", "v")
+			time.Sleep(time.Nanosecond)
+			requireMiss(t, s, "k")
+			time.Sleep(2 * time.Second) // otter's periodic clean-up removes it
+			require.False(t, s.HoldsRaw("k"))
+		}},
+		{"an Expire decoded from L2 after the system clock stepped back", func(t *testing.T, s *otterstore.Store[string]) {
+			s.StepWallClock(-time.Hour)
+			expire := time.Now().Add(-time.Hour + time.Minute).Round(0) // a minute from the stepped clock
+			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
+			time.Sleep(time.Minute - time.Nanosecond)
+			requireHit(t, s, "k", "v")
+			time.Sleep(time.Nanosecond)
+			requireMiss(t, s, "k")
+		}},
+		{"a step of the system clock after Set does not move an Expire decoded from L2", func(t *testing.T, s *otterstore.Store[string]) {
+			expire := time.Now().Add(time.Minute).Round(0)
+			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
+			s.StepWallClock(time.Hour)
+			time.Sleep(time.Minute - time.Nanosecond)
+			requireHit(t, s, "k", "v")
+			time.Sleep(time.Nanosecond)
+			requireMiss(t, s, "k")
+		}},
 		{"an Expire centuries away", func(t *testing.T, s *otterstore.Store[string]) {
-			far := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+			far := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) // no monotonic reading
+			time.Sleep(time.Second)                              // the clock is past its epoch: adding to it may overflow
 			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: far})
 			time.Sleep(time.Hour)
 			s.CleanUp()

@@ -397,9 +397,8 @@ func (s *Store[T]) ready(ctx context.Context) error {
 }
 
 // processPipeline sends cmds in one pipeline so that it returns by ctx's
-// end, as process does for one command: on the caller's goroutine when the
-// client bounds its I/O by ctx (s.direct) or ctx cannot end, otherwise
-// through guardedPipeline.
+// end, as process does for one command: on the calling goroutine when
+// runsDirect says so, otherwise through guardedPipeline.
 //
 // A nil error means the pipeline ran: each command holds its own answer or
 // error. An error means it failed as a whole, and cmds must not be read:
@@ -409,7 +408,7 @@ func (s *Store[T]) processPipeline(ctx context.Context, cmds []redis.Cmder) erro
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	if s.direct || ctx.Done() == nil {
+	if s.runsDirect(ctx) {
 		s.execPipeline(ctx, cmds)
 	} else if err := s.guardedPipeline(ctx, cmds); err != nil {
 		return err

@@ -17,8 +17,9 @@ import (
 const batchBenchKeys = 100
 
 // batchBenchTargets are the clients the batch benchmarks compare: a single
-// node through the direct path (ContextTimeoutEnabled) and the guarded one
-// (default options), and the three-node cluster (always guarded).
+// node with ContextTimeoutEnabled (the direct path for a ctx that cannot
+// end; the ctx here has a deadline, so guarded, as with any client) and
+// with default options, and the three-node cluster (always guarded).
 var batchBenchTargets = []struct {
 	name   string
 	client func(b *testing.B) redis.UniversalClient

@@ -24,11 +24,11 @@ type batchClient struct {
 	client redis.UniversalClient
 }
 
-// batchClients returns a client of the shared single node for each path
-// (go-redis's default options: guarded; ContextTimeoutEnabled: direct), a
-// Ring of two shards on that node (direct: GetMany sends one GET per key in
-// a pipeline, which the Ring splits by shard), and a client of the shared
-// three-node cluster (always guarded).
+// batchClients returns a client of the shared single node with go-redis's
+// default options and one with ContextTimeoutEnabled (the direct path for
+// a ctx that cannot end), a Ring of two shards on that node (GetMany sends
+// one GET per key in a pipeline, which the Ring splits by shard), and a
+// client of the shared three-node cluster (always guarded).
 func batchClients(t *testing.T) []batchClient {
 	t.Helper()
 	addr := redistest.Addr(t)

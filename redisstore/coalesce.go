@@ -62,8 +62,8 @@ func newRequest(ctx context.Context, rkey string, cmd redis.Cmder) *request {
 // has read; one of writes, write.
 //
 // It coalesces only when requests overlap: a request that finds no other
-// in flight (see enter) goes out on its caller's goroutine, alone, as it
-// would without a coalescer, since there is nothing to share a round trip
+// in flight (see enter) goes out from its caller, alone, as it would
+// without a coalescer, since there is nothing to share a round trip
 // with. Past that, a request is queued and waits for its answer or for its
 // ctx to end. At most max dispatcher goroutines serve the queue:
 // queuing a request starts one when fewer are running, and each takes the
@@ -355,7 +355,8 @@ func (b *coalescedBatch) reset() {
 // would be held by a GET of its own. Its values are those of the first
 // caller's ctx (a trace ID, say, as a hook sees it), without its
 // cancellation: callers leave a batch on their own, and a caller that left
-// must not fail the others.
+// must not fail the others. So the ctx ends at its deadline and not before
+// (send cancels it once the batch has returned): it is a deadlineOnly.
 func (b *coalescedBatch) context() (context.Context, context.CancelFunc) {
 	ctx := context.WithoutCancel(b.reqs[0].ctx)
 	var latest time.Time
@@ -368,5 +369,6 @@ func (b *coalescedBatch) context() (context.Context, context.CancelFunc) {
 			latest = d
 		}
 	}
-	return context.WithDeadline(ctx, latest)
+	ctx, cancel := context.WithDeadline(ctx, latest)
+	return deadlineOnly{ctx}, cancel
 }

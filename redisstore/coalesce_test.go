@@ -16,6 +16,7 @@ import (
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/redisstore"
+	"github.com/tiercache/tiercache/redisstore/internal/redistest"
 )
 
 // gate records the batches a hook sees, and the single commands (a
@@ -303,4 +304,98 @@ func trimPrefixes(keys []string) []string {
 		out[i] = k[strings.LastIndex(k, ":")+1:]
 	}
 	return out
+}
+
+// TestCoalescedGetOfNonStringIsAMiss checks that a queued Get of a key
+// holding something other than a string reads as a miss, as a Get sent
+// alone does on a Store that coalesces, on every kind of client: a batch
+// is an MGET, which answers nil for it, on a single node and a Cluster,
+// but one GET per key on a Ring, which Redis answers with WRONGTYPE.
+func TestCoalescedGetOfNonStringIsAMiss(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		client func(t *testing.T) redis.UniversalClient
+	}{
+		{"Client", func(t *testing.T) redis.UniversalClient { return newClient(t) }},
+		{"ClusterClient", func(t *testing.T) redis.UniversalClient { return newClusterClient(t) }},
+		{"Ring", func(t *testing.T) redis.UniversalClient {
+			ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": redistest.Addr(t)}})
+			t.Cleanup(func() { ring.Close() })
+			return ring
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			client := c.client(t)
+			hold := newHoldGet("alone")
+			client.AddHook(hold)
+			s, prefix := newBatchStore(t, batchClient{c.name, client}, redisstore.Options[string]{CoalesceGets: 1})
+			ctx := batchCtx(t)
+			require.NoError(t, client.LPush(ctx, prefix+"list", "x").Err())
+
+			alone := getAsync(ctx, s, "alone")
+			hold.waitHeld(t) // the GET of "alone" is in flight: the next Get queues
+			got, err := s.Get(ctx, "list")
+			close(hold.release)
+			require.NoError(t, receive(t, alone, "the Get sent alone"))
+			assert.Equal(t, []string{prefix + "alone"}, hold.singles(), "the Get of the list was queued, not sent alone")
+			assert.NoError(t, err, "a miss")
+			assert.Nil(t, got)
+		})
+	}
+}
+
+// holdGet is a go-redis hook that holds every GET of a key ending with
+// suffix, sent as a command of its own, until release is closed, and
+// signals held when one arrives. It records the keys of every GET sent as
+// a command of its own; other commands, and pipelines, pass.
+type holdGet struct {
+	suffix  string
+	held    chan struct{}
+	release chan struct{}
+
+	mu   sync.Mutex
+	gets []string
+}
+
+func newHoldGet(suffix string) *holdGet {
+	return &holdGet{suffix: suffix, held: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+// waitHeld waits until a GET is held.
+func (h *holdGet) waitHeld(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no GET reached the hook")
+	}
+}
+
+// singles returns the keys of the GETs sent as commands of their own.
+func (h *holdGet) singles() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.gets)
+}
+
+func (h *holdGet) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *holdGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.ToLower(cmd.Name()) == "get" {
+			key := fmt.Sprint(cmd.Args()[1])
+			h.mu.Lock()
+			h.gets = append(h.gets, key)
+			h.mu.Unlock()
+			if strings.HasSuffix(key, h.suffix) {
+				h.held <- struct{}{}
+				<-h.release
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *holdGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

@@ -23,8 +23,8 @@ var coalescing = []struct {
 }
 
 // TestConformance runs the Backend conformance suite against a single node,
-// through both paths: the guarded one (go-redis's default options) and the
-// direct one (ContextTimeoutEnabled), with and without coalescing.
+// with go-redis's default options and with ContextTimeoutEnabled (the
+// direct path for a ctx that cannot end), with and without coalescing.
 func TestConformance(t *testing.T) {
 	for _, c := range []struct {
 		name string

@@ -11,7 +11,9 @@ import (
 )
 
 // boundsIOByContext reports whether client bounds every command by the
-// command's ctx, so that a Store may call it on the caller's goroutine.
+// deadline of the command's ctx, so that a Store may call it on the calling
+// goroutine with a ctx that ends at its deadline and not before (see
+// runsDirect).
 //
 // go-redis sets socket deadlines from ctx only with ContextTimeoutEnabled,
 // and not even then with a ReadTimeout or WriteTimeout of -2 (no socket
@@ -40,9 +42,8 @@ func boundsIOByContext(client redis.UniversalClient) bool {
 	return false
 }
 
-// process runs cmd so that it returns by ctx's end. With a client that
-// bounds its I/O by ctx (s.direct), or a ctx that cannot end, it calls the
-// client on the caller's goroutine; otherwise it goes through guarded.
+// process runs cmd so that it returns by ctx's end: on the calling
+// goroutine when runsDirect says so, otherwise through guarded.
 //
 // A command that fails once ctx has ended returns an error for which
 // errors.Is(err, ctx.Err()) holds, and errors.Is finds the client's error
@@ -55,7 +56,7 @@ func (s *Store[T]) process(ctx context.Context, cmd redis.Cmder) error {
 		return contextError(ctx, nil)
 	}
 	var err error
-	if s.direct || ctx.Done() == nil {
+	if s.runsDirect(ctx) {
 		err = s.client.Process(ctx, cmd)
 	} else {
 		err = s.guarded(ctx, cmd)
@@ -65,6 +66,31 @@ func (s *Store[T]) process(ctx context.Context, cmd redis.Cmder) error {
 	}
 	return err
 }
+
+// runsDirect reports whether a command with ctx returns by ctx's end when
+// run on the calling goroutine: when ctx can never end, or when it ends at
+// its deadline and not before (a deadlineOnly) and the client bounds its
+// I/O by that deadline (s.direct).
+//
+// Any other ctx may be cancelled before its deadline, whatever the client:
+// go-redis, even with ContextTimeoutEnabled, sets socket deadlines from
+// ctx.Deadline only and never watches ctx.Done, so a command waiting for a
+// server that stopped answering would hold its caller until the deadline
+// or the client's ReadTimeout.
+func (s *Store[T]) runsDirect(ctx context.Context) bool {
+	if ctx.Done() == nil {
+		return true
+	}
+	_, ok := ctx.(deadlineOnly)
+	return ok && s.direct
+}
+
+// deadlineOnly is a ctx that ends at its deadline and not before: nobody
+// cancels it while a command runs with it. The Store makes one for each
+// batch of a coalescer (see coalescedBatch.context), so that the
+// dispatcher, which waits for the batch in any case, calls a client that
+// bounds its I/O by ctx (s.direct) on its own goroutine.
+type deadlineOnly struct{ context.Context }
 
 // contextError is the error of a command whose ctx ended: it wraps ctx's
 // error, its cause when that says more, and the command's own error (an i/o
@@ -88,13 +114,15 @@ type call struct {
 }
 
 // guarded runs cmd on a new goroutine and returns when the command ends or
-// when ctx ends, whichever comes first. go-redis with its default options
-// does not bound socket I/O by ctx, so against a server that stopped
-// answering a command would otherwise hold the caller until the client's
-// ReadTimeout (5 s by default).
+// when ctx ends, whichever comes first. go-redis does not bound socket I/O
+// by ctx's cancellation, nor with its default options by ctx's deadline,
+// so against a server that stopped answering a command would otherwise
+// hold the caller until ctx's deadline or the client's ReadTimeout (5 s by
+// default).
 //
 // A command abandoned when ctx ends goes on until the client ends it: at
-// the latest at its ReadTimeout, or at once while it is still waiting for a
+// the latest at its ReadTimeout (or ctx's deadline, if earlier, with
+// ContextTimeoutEnabled), or at once while it is still waiting for a
 // connection from the pool (go-redis honours ctx there). The abandoned
 // goroutines are therefore at most the client's pool size. Close waits for
 // them.

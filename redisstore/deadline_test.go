@@ -26,7 +26,27 @@ const (
 	// above opDeadline+lateBy, so that only the Store can explain a return
 	// in time, and short, so that the test ends quickly if it fails.
 	frozenReadTimeout = 2 * time.Second
+	// cancelAfter is when the ctx of each operation against a frozen server
+	// is cancelled, in the tests of cancellation.
+	cancelAfter = 50 * time.Millisecond
 )
+
+// storeOp is an operation of a Store on one key.
+type storeOp struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// getSetDelete returns Get, Set and Delete of key on s.
+func getSetDelete(s *redisstore.Store[string], key string) []storeOp {
+	return []storeOp{
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, key); return err }},
+		{"Set", func(ctx context.Context) error {
+			return s.Set(ctx, key, tiercache.CacheValue[string]{Data: "v", Expire: time.Now().Add(time.Hour)})
+		}},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, key) }},
+	}
+}
 
 // checkOpsReturnByDeadline runs Get, Set and Delete of key on s, each with
 // an opDeadline deadline, and checks that each returns by then (give or
@@ -34,17 +54,7 @@ const (
 // the Redis key; or, when answered is true, that it may also succeed.
 func checkOpsReturnByDeadline(t *testing.T, s *redisstore.Store[string], prefix, key string, answered bool) {
 	t.Helper()
-	ops := []struct {
-		name string
-		run  func(ctx context.Context) error
-	}{
-		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, key); return err }},
-		{"Set", func(ctx context.Context) error {
-			return s.Set(ctx, key, tiercache.CacheValue[string]{Data: "v", Expire: time.Now().Add(time.Hour)})
-		}},
-		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, key) }},
-	}
-	for _, op := range ops {
+	for _, op := range getSetDelete(s, key) {
 		ctx, cancel := context.WithTimeout(context.Background(), opDeadline)
 		start := time.Now()
 		err := op.run(ctx)
@@ -58,6 +68,94 @@ func checkOpsReturnByDeadline(t *testing.T, s *redisstore.Store[string], prefix,
 			assert.ErrorIs(t, err, context.DeadlineExceeded, "%s of %q", op.name, key)
 			assert.Contains(t, err.Error(), prefix+key, "%s", op.name)
 		}
+	}
+}
+
+// checkOpsReturnOnCancel runs Get, Set, Delete, GetMany and SetMany of key
+// on s, a Store of a frozen server, each with a ctx cancelled after
+// cancelAfter: one without a deadline, and one whose deadline is a minute
+// away. It checks that each returns by then (give or take lateBy) with an
+// error wrapping context.Canceled that names the Redis key.
+func checkOpsReturnOnCancel(t *testing.T, s *redisstore.Store[string], prefix, key string) {
+	t.Helper()
+	ops := append(getSetDelete(s, key),
+		storeOp{"GetMany", func(ctx context.Context) error { _, err := s.GetMany(ctx, []string{key}); return err }},
+		storeOp{"SetMany", func(ctx context.Context) error {
+			return s.SetMany(ctx, []string{key}, []tiercache.CacheValue[string]{{Data: "v", Expire: time.Now().Add(time.Hour)}})
+		}},
+	)
+	for _, op := range ops {
+		for _, withDeadline := range []bool{false, true} {
+			ctx, cancel := context.WithCancel(context.Background())
+			if withDeadline {
+				ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+			}
+			timer := time.AfterFunc(cancelAfter, cancel)
+			start := time.Now()
+			err := op.run(ctx)
+			took := time.Since(start)
+			timer.Stop()
+			cancel()
+			assert.LessOrEqual(t, took, cancelAfter+lateBy, "%s of %q (deadline: %v) took %v", op.name, key, withDeadline, took)
+			if assert.Error(t, err, "%s of %q (deadline: %v)", op.name, key, withDeadline) {
+				assert.ErrorIs(t, err, context.Canceled, "%s of %q (deadline: %v)", op.name, key, withDeadline)
+				assert.Contains(t, err.Error(), prefix+key, "%s", op.name)
+			}
+		}
+	}
+}
+
+// TestCancelFrozenServer freezes a redis-server with SIGSTOP and checks
+// that every operation returns when its ctx is cancelled, before the ctx's
+// deadline if it has one, over the clients a Store calls on the caller's
+// goroutine with a ctx that cannot end (a *redis.Client or *redis.Ring
+// with ContextTimeoutEnabled) and over the same with go-redis's default
+// options. go-redis sets socket deadlines from ctx's deadline only, with
+// ContextTimeoutEnabled, and never watches its cancellation: only the
+// Store can explain a return in time.
+func TestCancelFrozenServer(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, c := range []struct {
+		name   string
+		client func() redis.UniversalClient
+	}{
+		{"Client/default options", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: frozenReadTimeout})
+		}},
+		{"Client/ContextTimeoutEnabled", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, ReadTimeout: frozenReadTimeout})
+		}},
+		{"Ring/default options", func() redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}, ReadTimeout: frozenReadTimeout})
+		}},
+		{"Ring/ContextTimeoutEnabled", func() redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}, ContextTimeoutEnabled: true, ReadTimeout: frozenReadTimeout})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			client := c.client()
+			defer client.Close()
+			const prefix = "cancel:"
+			s, err := redisstore.New[string](client, &redisstore.Options[string]{KeyPrefix: prefix})
+			require.NoError(t, err)
+			// A warm connection: the commands below wait for the answer.
+			require.NoError(t, s.Set(context.Background(), "k", tiercache.CacheValue[string]{Data: "v"}))
+			require.NoError(t, srv.Freeze())
+			thawed := false
+			defer func() {
+				if !thawed {
+					_ = srv.Thaw()
+				}
+			}()
+
+			checkOpsReturnOnCancel(t, s, prefix, "k")
+
+			require.NoError(t, srv.Thaw())
+			thawed = true
+			ctx, cancel := context.WithTimeout(context.Background(), 2*frozenReadTimeout)
+			defer cancel()
+			require.NoError(t, s.Close(ctx))
+		})
 	}
 }
 
@@ -162,6 +260,18 @@ func TestDeadlineFrozenCluster(t *testing.T) {
 	for i := range 3 {
 		checkOpsReturnByDeadline(t, s, "frozen-cluster:", fmt.Sprint("k", i), false)
 	}
+	checkOpsReturnOnCancel(t, s, "frozen-cluster:", "k0")
+	// With go-redis's default options too (a ClusterClient is never
+	// trusted, whatever its options).
+	plain := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:        cluster.Addrs(),
+		ClusterSlots: func(context.Context) ([]redis.ClusterSlot, error) { return slots, nil },
+		ReadTimeout:  frozenReadTimeout,
+	})
+	defer plain.Close()
+	sp, err := redisstore.New[string](plain, &redisstore.Options[string]{KeyPrefix: "frozen-cluster:"})
+	require.NoError(t, err)
+	checkOpsReturnOnCancel(t, sp, "frozen-cluster:", "k1")
 	for _, n := range cluster.Nodes {
 		require.NoError(t, n.Thaw())
 	}
@@ -169,6 +279,7 @@ func TestDeadlineFrozenCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*frozenReadTimeout)
 	defer cancel()
 	require.NoError(t, s.Close(ctx))
+	require.NoError(t, sp.Close(ctx))
 }
 
 // TestCloseWaitsForAbandoned checks that Close waits for a command left

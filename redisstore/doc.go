@@ -5,8 +5,9 @@
 //
 // [New] takes any [redis.UniversalClient]: a single node, Sentinel or
 // Cluster. Build the client with ContextTimeoutEnabled, so that a command
-// on a single node (or a Ring) costs no more than go-redis itself (see
-// Deadlines below):
+// abandoned at its ctx's deadline ends then rather than at the client's
+// ReadTimeout, and batches of coalesced operations on a single node cost no
+// goroutine of their own (see Deadlines below):
 //
 //	client := redis.NewClient(&redis.Options{
 //		Addr:                  "localhost:6379",
@@ -87,9 +88,8 @@
 // Over a *redis.Client, concurrent Gets share round trips
 // ([Options.CoalesceGets], n = [SuggestedCoalesceGets] by default; -1
 // turns it off; other clients coalesce only when it is set). A Get that
-// finds no other Get in flight sends its own GET on its caller's
-// goroutine, as it would without coalescing, so a Store whose Gets do not
-// overlap pays nothing for it. One that finds others in flight queues its
+// finds no other Get in flight sends its own GET, as it would without
+// coalescing, so a Store whose Gets do not overlap pays nothing for it. One that finds others in flight queues its
 // key, and at most n dispatcher goroutines each take every
 // Get queued (up to 128) and read their keys, each distinct key once, with
 // one MGET (one per hash slot in one pipeline on a Cluster), as GetMany
@@ -177,30 +177,39 @@
 // context.Canceled) holds, whatever the client's options.
 //
 // go-redis applies a ctx's deadline to socket reads and writes only when
-// the client was built with ContextTimeoutEnabled; with its default options
-// a command against a server that stopped answering returns after the
-// client's ReadTimeout (5 s) whatever the ctx says. So New looks at the
-// client:
+// the client was built with ContextTimeoutEnabled, and never its
+// cancellation: against a server that stopped answering, a command returns
+// after the client's ReadTimeout (5 s) with its default options, and at
+// the ctx's deadline with ContextTimeoutEnabled, however early the ctx was
+// cancelled. So a command takes one of two paths:
 //
-//   - Direct path: a *redis.Client (single node, or Sentinel) or a
-//     *redis.Ring with ContextTimeoutEnabled (and socket deadlines not
-//     disabled with a ReadTimeout or WriteTimeout of -2; for a Ring, no
-//     RingOptions.NewClient either). The command runs
-//     on the caller's goroutine, as a plain go-redis call does.
-//   - Guarded path: any other client, including every *redis.ClusterClient
-//     (with ContextTimeoutEnabled too: its first commands fetch COMMAND info
-//     from a node under a timeout of go-redis's own, which ignores ctx; a Get
+//   - Direct path: the command runs on the calling goroutine, as a plain
+//     go-redis call does. A command whose ctx can never end
+//     (context.Background) takes it on any client. So does a batch of
+//     coalesced Gets or writes (see above), whose ctx the Store makes and
+//     ends only at its deadline, on a client that bounds socket I/O by that
+//     deadline: a *redis.Client (single node, or Sentinel) or a *redis.Ring
+//     with ContextTimeoutEnabled (and socket deadlines not disabled with a
+//     ReadTimeout or WriteTimeout of -2; for a Ring, no
+//     RingOptions.NewClient either).
+//   - Guarded path: every other command, on any client, including every
+//     one whose ctx has a deadline (the ctx may still be cancelled before
+//     it) and every command of a *redis.ClusterClient (with
+//     ContextTimeoutEnabled too: its first commands fetch COMMAND info from
+//     a node under a timeout of go-redis's own, which ignores ctx; a Get
 //     with a 100 ms deadline was measured to take 5 s against a frozen
 //     cluster). The command runs on a goroutine of its own and the caller
 //     returns when the command ends or ctx ends, whichever is first. An
 //     abandoned command goes on until go-redis ends it: at the latest at the
-//     client's ReadTimeout, at once if it was still waiting for a pooled
+//     client's ReadTimeout (at the ctx's deadline, if earlier, with
+//     ContextTimeoutEnabled), at once if it was still waiting for a pooled
 //     connection. So the abandoned goroutines are at most the client's pool
-//     size (per node, with a cluster); [Store.Close] waits for them. A ctx that can never end
-//     (context.Background) takes the direct path.
+//     size (per node, with a cluster); [Store.Close] waits for them.
 //
 // What the guarded path costs, measured on a 2-core virtual machine (Go
-// 1.26, a ~200-byte JSON value, ctx with a deadline, medians of 10 runs):
+// 1.26, a ~200-byte JSON value, ctx with a deadline, medians of 10 runs;
+// "direct" in the last two is a client with ContextTimeoutEnabled, measured
+// when such a client still ran a ctx with a deadline directly):
 //
 //   - BenchmarkGetOverhead, a client answering from memory, so that only
 //     redisstore's own work counts: a Get, decoding included, takes 6.6 µs
@@ -214,8 +223,11 @@
 //     what else the machine does), and the two paths showed no steady
 //     difference.
 //
-// Build clients with ContextTimeoutEnabled where those microseconds matter;
-// a ClusterClient pays them in any case.
+// A call whose ctx can end pays them whatever the client: go-redis offers
+// no way to interrupt a read in progress when ctx is cancelled.
+// ContextTimeoutEnabled still saves them on coalesced batches, and ends
+// abandoned commands, and frees their connections, at their ctx's
+// deadline.
 //
 // # Invalidation across replicas
 //

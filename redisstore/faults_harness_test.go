@@ -73,14 +73,15 @@ func originValue(key string) string { return key + "|origin" }
 // it, are built.
 type faultClient struct {
 	name       string
-	ctxTimeout bool // ContextTimeoutEnabled: the Store's direct path
+	ctxTimeout bool // ContextTimeoutEnabled: socket I/O bounded by each ctx's deadline
 	coalesce   bool // the Store coalesces Gets and writes (SuggestedCoalesceGets each)
 }
 
 // faultClients are the clients every scenario that depends on the client
-// runs with: go-redis's default options (the Store's guarded path),
-// ContextTimeoutEnabled (its direct path), and the direct path with Gets
-// and writes coalesced.
+// runs with: go-redis's default options, ContextTimeoutEnabled (which
+// bounds an abandoned command by its ctx's deadline, and lets the
+// dispatchers of coalesced batches call the client on their own
+// goroutines), and ContextTimeoutEnabled with Gets and writes coalesced.
 var faultClients = []faultClient{
 	{"default-client", false, false},
 	{"ctx-timeout-client", true, false},
@@ -226,12 +227,12 @@ func (r *rig) origin(key string) func(context.Context) (string, error) {
 //	             runs its cancel on a goroutine of its own, briefly, but they pile
 //	             up when many L2Timeout deadlines pass at once (Redis frozen) and
 //	             the CPUs are busy: T <= W + M, one per L2 operation under way
-//	+ G          redisstore's guarded path (a client without ContextTimeoutEnabled):
-//	             one goroutine per command under way, G <= W + M (every command
-//	             has a caller waiting: a flight, a pool task or a Set), plus the
-//	             abandoned ones, each holding one of the P pooled connections
-//	             until the client's ReadTimeout: G <= W + M + P; G = 0 on the
-//	             direct path (ContextTimeoutEnabled)
+//	+ G          redisstore's guarded path (every command whose ctx can end, on
+//	             any client): one goroutine per command under way, G <= W + M
+//	             (every command has a caller waiting: a flight, a pool task or a
+//	             Set), plus the abandoned ones, each holding one of the P pooled
+//	             connections until the client's ReadTimeout (or, with
+//	             ContextTimeoutEnabled, the ctx's deadline): G <= W + M + P
 //	+ P + 1      go-redis's own: at most P dialing goroutines (MaxConcurrentDials
 //	             defaults to PoolSize) and one that probes a server that refused
 //	             PoolSize dials in a row
@@ -240,16 +241,11 @@ func (r *rig) origin(key string) func(context.Context) (string, error) {
 //	             their own goroutines)
 //	+ 4          otter's maintenance and slack
 //
-// that is base + 3W + 2M + P + D + 5 on the direct path and base + 4W + 3M
-// + 2P + D + 5 on the guarded path. Without the callers and base (the
-// application's), the cache's own share is 2W + 2M + P + D + 5, and W + M +
-// P more on the guarded path.
+// that is base + 4W + 3M + 2P + D + 5. Without the callers and base (the
+// application's), the cache's own share is 3W + 3M + 2P + D + 5.
 func (r *rig) goroutineCeiling(base, workers int) int {
 	w, m, p := workers, r.opts.offload.MaxConcurrent, r.client.Options().PoolSize
-	n := base + w + w + m + (w + m) + (p + 1) + 4
-	if !r.opts.client.ctxTimeout {
-		n += w + m + p
-	}
+	n := base + w + w + m + (w + m) + (w + m + p) + (p + 1) + 4
 	if r.opts.client.coalesce {
 		n += 2 * redisstore.SuggestedCoalesceGets
 	}

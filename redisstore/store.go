@@ -23,16 +23,17 @@ import (
 // *redis.Client) shares round trips instead: a Get that finds other Gets
 // in flight sends its key in one MGET with the keys of the others queued,
 // and a write its command in one pipeline with theirs. Every operation
-// returns by its ctx's deadline, whatever the client's options (see the
-// package documentation for how and what it costs). The Store does not own
+// returns by its ctx's deadline or cancellation, whatever the client's
+// options (see the package documentation for how and what it costs). The Store does not own
 // the client: closing the client is the caller's business.
 type Store[T any] struct {
 	client redis.UniversalClient
 	prefix string
 	codec  tiercache.Codec[T]
 	max    int
-	// direct: the client bounds its socket I/O by each command's ctx, so a
-	// command runs on the caller's goroutine; otherwise through guarded.
+	// direct: the client bounds its socket I/O by each command's ctx's
+	// deadline, so a command whose ctx ends only at its deadline (a
+	// deadlineOnly) runs on the calling goroutine; see runsDirect.
 	direct  bool
 	closed  atomic.Bool
 	pending pending    // commands run by guarded, and the coalescers' dispatchers; waited for by Close
@@ -116,6 +117,9 @@ func (s *Store[T]) getCoalesced(ctx context.Context, rkey string) (*tiercache.Ca
 	}
 	r, err := s.gets.get(ctx, rkey)
 	if err != nil {
+		if isWrongType(err) { // a GET of its own in the batch (a Ring's): a miss, as MGET answers
+			return nil, nil
+		}
 		return nil, &opError{"get", rkey, err}
 	}
 	if !r.found {

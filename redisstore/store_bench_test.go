@@ -23,10 +23,12 @@ import (
 //   - path=goredis: go-redis alone (GET/SET of the entry's bytes), no Store;
 //   - path=direct: a Store with coalescing off (CoalesceGets and
 //     CoalesceWrites -1) over a client with ContextTimeoutEnabled, which it
-//     calls on the caller's goroutine;
+//     calls on the caller's goroutine for a ctx that cannot end; a ctx
+//     with a deadline may be cancelled before it, so the Store runs each
+//     command on a goroutine of its own, as on path=guarded;
 //   - path=guarded: the same over a client with default options, which it
 //     runs each command on a goroutine of its own to return by ctx's
-//     deadline;
+//     end;
 //   - path=coalesced: path=direct with the Store's defaults, which coalesce
 //     under load: Gets sharing MGETs and Sets sharing pipelines once
 //     SuggestedCoalesceGets are in flight.

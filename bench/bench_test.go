@@ -444,8 +444,10 @@ func TestWorkloadsSmoke(t *testing.T) {
 					t.Errorf("%s: %d loads, %d GETs, %d SETs from cold; want all of them", name, s.Loads, s.Gets(), s.Commands["set"])
 				}
 			case "b", "d":
-				// Redis holds every key: a local miss is a GET that hits.
-				if s.Gets() < int64(s.Ops)/2 {
+				// Redis holds every key: a local miss is a GET that hits,
+				// or one key of an MGET when redisstore coalesces several
+				// misses into one command.
+				if s.Gets() == 0 || s.Commands["mget"] == 0 && s.Gets() < int64(s.Ops)/2 {
 					t.Errorf("%s: %d GETs for %d calls over a small local cache", name, s.Gets(), s.Ops)
 				}
 			case "c":

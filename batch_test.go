@@ -2010,8 +2010,7 @@ func TestGetOrLoadManyRefreshWhileL2ReadInFlightLoadsOnce(t *testing.T) {
 		}
 		reading := goGetOrLoad(t, context.Background(), c, "k", load) // its L2 read waits
 		synctest.Wait()
-		now := time.Now()
-		l1.put("k", tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)})
+		l1.put("k", staleValue("old"))
 		vals, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loadMany) // served stale; refreshes
 		require.NoError(t, err)
 		require.Equal(t, map[string]string{"k": "old"}, vals)

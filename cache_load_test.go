@@ -298,6 +298,13 @@ func (o *loadOffload) count(kind string) int {
 }
 
 // clearBackend empties b without counting calls.
+// staleValue is a value that went stale a second ago and expires in an
+// hour, as a copy another process stored a while back.
+func staleValue(data string) tiercache.CacheValue[string] {
+	now := time.Now()
+	return tiercache.CacheValue[string]{Data: data, Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)}
+}
+
 func clearBackend(b *fakeBackend) {
 	b.configure(func(b *fakeBackend) { clear(b.m) })
 }
@@ -1161,8 +1168,7 @@ func TestGetOrLoadNoRefreshWhileLoadInFlight(t *testing.T) {
 		require.Equal(t, 1, loader.n())
 
 		// A stale copy shows up in L1 while the load runs.
-		now := time.Now()
-		l1.put("k", tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)})
+		l1.put("k", staleValue("old"))
 		v, err := c.GetOrLoad(context.Background(), "k", loader.load)
 		require.NoError(t, err)
 		require.Equal(t, "old", v)
@@ -1634,8 +1640,7 @@ func TestGetOrLoadNoRefreshWhileL2ReadInFlight(t *testing.T) {
 		reading := goGetOrLoad(t, context.Background(), c, "k", loader.load) // its L2 read waits
 		synctest.Wait()
 		// A stale copy shows up in L1 meanwhile; a caller is served it.
-		now := time.Now()
-		l1.put("k", tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)})
+		l1.put("k", staleValue("old"))
 		v, err := c.GetOrLoad(context.Background(), "k", loader.load)
 		require.NoError(t, err)
 		require.Equal(t, "old", v)

@@ -301,7 +301,9 @@ func (rc *raceCall[T]) record(l Layer, vp **CacheValue[T], repp *LayerReport) {
 	if won {
 		rc.winner = l
 		// A hedge timer firing from now on must not start L2.
-		rc.l2state.CompareAndSwap(l2Pending, l2Skipped)
+		if rc.l2state.Load() == l2Pending {
+			rc.l2state.CompareAndSwap(l2Pending, l2Skipped)
+		}
 	}
 	pool := rc.pool
 	rc.mu.Unlock()

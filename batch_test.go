@@ -918,57 +918,59 @@ func TestGetOrLoadManyStoresInL1NowAndL2ThroughOffload(t *testing.T) {
 	})
 }
 
+// eachNegativeTTLBatchCase runs f under every batch case, with NegativeTTL
+// a minute and unset.
+func eachNegativeTTLBatchCase(t *testing.T, f func(t *testing.T, bc batchCase, negativeTTL time.Duration)) {
+	for _, tt := range []struct {
+		name        string
+		negativeTTL time.Duration
+	}{{"NegativeTTL", time.Minute}, {"no NegativeTTL", 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			eachBatchCase(t, func(t *testing.T, bc batchCase) { f(t, bc, tt.negativeTTL) })
+		})
+	}
+}
+
 // With NegativeTTL, the keys the loader omitted are remembered: a later
 // GetOrLoadMany answers them absent without loading, and GetOrLoad of one
 // returns ErrNotFound without loading. Without it nothing is stored for
 // them and they are loaded again.
 func TestGetOrLoadManyRemembersOmittedKeys(t *testing.T) {
-	tests := []struct {
-		name        string
-		negativeTTL time.Duration
-	}{
-		{name: "NegativeTTL", negativeTTL: time.Minute},
-		{name: "no NegativeTTL"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			eachBatchCase(t, func(t *testing.T, bc batchCase) {
-				l1, l2 := bc.layers()
-				c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{NegativeTTL: tt.negativeTTL})
-				loader := loadMany(func(_ context.Context, _ int, keys []string) (map[string]string, error) {
-					out := loadedValues(keys...)
-					delete(out, "gone")
-					return out, nil
-				})
-				single := countLoads(func(context.Context, int) (string, error) { return "", tiercache.ErrNotFound })
-
-				got, err := c.GetOrLoadMany(context.Background(), []string{"a", "gone"}, loader.load)
-				require.NoError(t, err, "a key the loader omitted is no error")
-				require.Equal(t, loadedValues("a"), got)
-				synctest.Wait() // the L2 write
-
-				got, err = c.GetOrLoadMany(context.Background(), []string{"gone"}, loader.load)
-				require.NoError(t, err)
-				require.Empty(t, got)
-				if tt.negativeTTL == 0 {
-					requireMissing(t, l1.fakeBackend, "gone")
-					requireMissing(t, l2.fakeBackend, "gone")
-					requireAsked(t, loader, []string{"a", "gone"}, []string{"gone"})
-					return
-				}
-				requireAsked(t, loader, []string{"a", "gone"})
-				for _, l := range []*batchLayer{l1, l2} {
-					v, ok := l.peek("gone")
-					require.True(t, ok)
-					require.True(t, v.Negative)
-				}
-				_, err = c.GetOrLoad(context.Background(), "gone", single.load)
-				require.ErrorIs(t, err, tiercache.ErrNotFound)
-				require.Zero(t, single.n(), "remembered: not loaded")
-				require.Equal(t, 1, loader.n())
-			})
+	eachNegativeTTLBatchCase(t, func(t *testing.T, bc batchCase, negativeTTL time.Duration) {
+		l1, l2 := bc.layers()
+		c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{NegativeTTL: negativeTTL})
+		loader := loadMany(func(_ context.Context, _ int, keys []string) (map[string]string, error) {
+			out := loadedValues(keys...)
+			delete(out, "gone")
+			return out, nil
 		})
-	}
+		single := countLoads(func(context.Context, int) (string, error) { return "", tiercache.ErrNotFound })
+
+		got, err := c.GetOrLoadMany(context.Background(), []string{"a", "gone"}, loader.load)
+		require.NoError(t, err, "a key the loader omitted is no error")
+		require.Equal(t, loadedValues("a"), got)
+		synctest.Wait() // the L2 write
+
+		got, err = c.GetOrLoadMany(context.Background(), []string{"gone"}, loader.load)
+		require.NoError(t, err)
+		require.Empty(t, got)
+		if negativeTTL == 0 {
+			requireMissing(t, l1.fakeBackend, "gone")
+			requireMissing(t, l2.fakeBackend, "gone")
+			requireAsked(t, loader, []string{"a", "gone"}, []string{"gone"})
+			return
+		}
+		requireAsked(t, loader, []string{"a", "gone"})
+		for _, l := range []*batchLayer{l1, l2} {
+			v, ok := l.peek("gone")
+			require.True(t, ok)
+			require.True(t, v.Negative)
+		}
+		_, err = c.GetOrLoad(context.Background(), "gone", single.load)
+		require.ErrorIs(t, err, tiercache.ErrNotFound)
+		require.Zero(t, single.n(), "remembered: not loaded")
+		require.Equal(t, 1, loader.n())
+	})
 }
 
 // L2 hits are copied into L1 in one batch, by one task of kind
@@ -1443,56 +1445,45 @@ func TestGetOrLoadManyLoaderError(t *testing.T) {
 // LoadErrors, are absent from the result without an error, and with
 // NegativeTTL are remembered.
 func TestGetOrLoadManyLoaderNotFound(t *testing.T) {
-	tests := []struct {
-		name        string
-		negativeTTL time.Duration
-	}{
-		{name: "NegativeTTL", negativeTTL: time.Minute},
-		{name: "no NegativeTTL"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			eachBatchCase(t, func(t *testing.T, bc batchCase) {
-				l1, l2 := bc.layers()
-				l1.put("a", val("a1"))
-				c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{NegativeTTL: tt.negativeTTL})
-				loader := loadMany(func(_ context.Context, call int, keys []string) (map[string]string, error) {
-					if call == 1 {
-						return loadedValues(keys...), fmt.Errorf("products: %w", tiercache.ErrNotFound)
-					}
-					return loadedValues(keys...), nil
-				})
-				single := countLoads(func(context.Context, int) (string, error) { return "single", nil })
-
-				got, err := c.GetOrLoadMany(context.Background(), []string{"a", "b", "c"}, loader.load)
-				require.NoError(t, err, "absent keys are no error")
-				require.Equal(t, map[string]string{"a": "a1"}, got, "the map returned with the error is ignored")
-				s := c.Stats()
-				require.Zero(t, s.LoadErrors)
-				require.EqualValues(t, 2, s.NotFound, "as keys the loader omitted")
-				require.EqualValues(t, 1, s.Loads)
-				synctest.Wait() // the L2 write
-
-				got, err = c.GetOrLoadMany(context.Background(), []string{"a", "b", "c"}, loader.load)
-				require.NoError(t, err)
-				if tt.negativeTTL == 0 {
-					require.Equal(t, map[string]string{"a": "a1", "b": "loaded-b", "c": "loaded-c"}, got)
-					requireAsked(t, loader, []string{"b", "c"}, []string{"b", "c"})
-					return
-				}
-				require.Equal(t, map[string]string{"a": "a1"}, got)
-				requireAsked(t, loader, []string{"b", "c"})
-				for _, l := range []*batchLayer{l1, l2} {
-					v, ok := l.peek("b")
-					require.True(t, ok)
-					require.True(t, v.Negative)
-				}
-				_, err = c.GetOrLoad(context.Background(), "c", single.load)
-				require.ErrorIs(t, err, tiercache.ErrNotFound)
-				require.Zero(t, single.n(), "remembered: not loaded")
-			})
+	eachNegativeTTLBatchCase(t, func(t *testing.T, bc batchCase, negativeTTL time.Duration) {
+		l1, l2 := bc.layers()
+		l1.put("a", val("a1"))
+		c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{NegativeTTL: negativeTTL})
+		loader := loadMany(func(_ context.Context, call int, keys []string) (map[string]string, error) {
+			if call == 1 {
+				return loadedValues(keys...), fmt.Errorf("products: %w", tiercache.ErrNotFound)
+			}
+			return loadedValues(keys...), nil
 		})
-	}
+		single := countLoads(func(context.Context, int) (string, error) { return "single", nil })
+
+		got, err := c.GetOrLoadMany(context.Background(), []string{"a", "b", "c"}, loader.load)
+		require.NoError(t, err, "absent keys are no error")
+		require.Equal(t, map[string]string{"a": "a1"}, got, "the map returned with the error is ignored")
+		s := c.Stats()
+		require.Zero(t, s.LoadErrors)
+		require.EqualValues(t, 2, s.NotFound, "as keys the loader omitted")
+		require.EqualValues(t, 1, s.Loads)
+		synctest.Wait() // the L2 write
+
+		got, err = c.GetOrLoadMany(context.Background(), []string{"a", "b", "c"}, loader.load)
+		require.NoError(t, err)
+		if negativeTTL == 0 {
+			require.Equal(t, map[string]string{"a": "a1", "b": "loaded-b", "c": "loaded-c"}, got)
+			requireAsked(t, loader, []string{"b", "c"}, []string{"b", "c"})
+			return
+		}
+		require.Equal(t, map[string]string{"a": "a1"}, got)
+		requireAsked(t, loader, []string{"b", "c"})
+		for _, l := range []*batchLayer{l1, l2} {
+			v, ok := l.peek("b")
+			require.True(t, ok)
+			require.True(t, v.Negative)
+		}
+		_, err = c.GetOrLoad(context.Background(), "c", single.load)
+		require.ErrorIs(t, err, tiercache.ErrNotFound)
+		require.Zero(t, single.n(), "remembered: not loaded")
+	})
 }
 
 // A panicking loader is an error holding a *PanicError, returned with the

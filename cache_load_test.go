@@ -1592,14 +1592,7 @@ func TestGetOrLoadLeavesAFlightWhoseValueIsNoLongerGood(t *testing.T) {
 func TestGetOrLoadLeavesAFlightWhoseValueExpiredDuringASlowL2Write(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l1 := newFakeBackend()
-		l2 := &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(ctx context.Context) error {
-			select {
-			case <-time.After(5 * time.Second):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}}
+		l2 := slowSets(5 * time.Second)
 		c := newLoadTestCacheOver(t, l1, l2, &tiercache.Options[string]{NegativeTTL: time.Second, L2Timeout: 10 * time.Second})
 		loader := countLoads(func(_ context.Context, call int) (string, error) {
 			if call == 1 {

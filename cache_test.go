@@ -141,6 +141,19 @@ func waitFor(ctx context.Context, gate <-chan struct{}) error {
 	}
 }
 
+// slowSets returns a backend whose Sets take d, or end with their ctx
+// first; its other operations answer at once.
+func slowSets(d time.Duration) *hookedBackend {
+	return &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(ctx context.Context) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+}
+
 // opLog records operations, in order, across goroutines.
 type opLog struct {
 	mu  sync.Mutex
@@ -1318,14 +1331,7 @@ func TestCloseDeadline(t *testing.T) {
 func TestSlowL2WriteHoldsBackNoL1Write(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l1 := newFakeBackend()
-		l2 := &hookedBackend{fakeBackend: newFakeBackend(), beforeSet: func(ctx context.Context) error {
-			select {
-			case <-time.After(10 * time.Second):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}}
+		l2 := slowSets(10 * time.Second)
 		c := openCache(t, l1, l2, &tiercache.Options[string]{Refill: tiercache.RefillInline, L2Timeout: 30 * time.Second})
 		v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "loaded", nil })
 		require.NoError(t, err)

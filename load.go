@@ -83,10 +83,11 @@ func (c *Cache[T]) getOrLoad(ctx context.Context, key string, load func(ctx cont
 	}
 	if v := res.Value; v != nil {
 		if info != nil {
-			info.src = res.Source
-			if f := call.held(); res.Source == L2 && f != nil && v != f.l2Value {
-				info.src, info.loaded = NoLayer, true // the reader joined a load: the value was loaded
+			if f := call.held(); res.Source == L2 && f != nil {
+				// The flight's L2 value, or the load its reader joined.
+				return c.loaded(ctx, key, v, nil, load, f, info)
 			}
+			info.src = res.Source
 		}
 		return c.serve(ctx, key, v, load) // an L2 hit was refilled by its flight
 	}

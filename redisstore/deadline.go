@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/tiercache/tiercache"
@@ -19,8 +20,10 @@ import (
 // and not even then with a ReadTimeout or WriteTimeout of -2 (no socket
 // deadline at all; -1 once go-redis has normalised its options). That is
 // enough for a *redis.Client (single node, or Sentinel through
-// NewFailoverClient) and a *redis.Ring, whose shards are such clients
-// (unless RingOptions.NewClient makes them).
+// NewFailoverClient). A *redis.Ring is trusted when its own options say so
+// and so do those of each of its shards, which are such clients: that
+// catches a RingOptions.NewClient that builds them its own way. Shards
+// added later (SetAddrs) come from the same NewClient.
 //
 // A *redis.ClusterClient is never trusted: on its first commands it fetches
 // COMMAND info from a node under a timeout of its own, not ctx's. Measured
@@ -34,10 +37,19 @@ func boundsIOByContext(client redis.UniversalClient) bool {
 		o := c.Options()
 		return o.ContextTimeoutEnabled && o.ReadTimeout >= 0 && o.WriteTimeout >= 0
 	case *redis.Ring:
-		// Ring keeps its options as given (-2: no deadline) and builds its
-		// shards from them, unless NewClient builds them its own way.
+		// Ring keeps its options as given (-2: no deadline).
 		o := c.Options()
-		return o.ContextTimeoutEnabled && o.ReadTimeout >= -1 && o.WriteTimeout >= -1 && o.NewClient == nil
+		if !o.ContextTimeoutEnabled || o.ReadTimeout < -1 || o.WriteTimeout < -1 {
+			return false
+		}
+		var untrusted atomic.Bool
+		_ = c.ForEachShard(context.Background(), func(_ context.Context, shard *redis.Client) error {
+			if !boundsIOByContext(shard) {
+				untrusted.Store(true)
+			}
+			return nil
+		})
+		return !untrusted.Load()
 	}
 	return false
 }

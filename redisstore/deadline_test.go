@@ -162,19 +162,30 @@ func TestCancelFrozenServer(t *testing.T) {
 // TestDeadlineFrozenServer freezes a redis-server with SIGSTOP and checks
 // that every operation returns by its ctx's deadline: through the direct
 // path (ContextTimeoutEnabled) and through the guarded one (go-redis's
-// default options, which ignore ctx deadlines on socket I/O), on a cold
-// client (the connection is dialled to the frozen server) and on a warm one.
+// default options, which ignore ctx deadlines on socket I/O), over a
+// *redis.Client and a *redis.Ring, on a cold client (the connection is
+// dialled to the frozen server) and on a warm one.
 func TestDeadlineFrozenServer(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		cte  bool
+		name   string
+		client func(addr string) redis.UniversalClient
 	}{
-		{"default options", false},
-		{"ContextTimeoutEnabled", true},
+		{"Client/default options", func(addr string) redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: frozenReadTimeout})
+		}},
+		{"Client/ContextTimeoutEnabled", func(addr string) redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, ReadTimeout: frozenReadTimeout})
+		}},
+		{"Ring/default options", func(addr string) redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": addr}, ReadTimeout: frozenReadTimeout})
+		}},
+		{"Ring/ContextTimeoutEnabled", func(addr string) redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": addr}, ContextTimeoutEnabled: true, ReadTimeout: frozenReadTimeout})
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := redistest.Start(t)
-			client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: c.cte, ReadTimeout: frozenReadTimeout})
+			client := c.client(srv.Addr)
 			defer client.Close()
 			for _, warm := range []bool{false, true} {
 				name := "cold"

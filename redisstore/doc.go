@@ -190,8 +190,8 @@
 //     ends only at its deadline, on a client that bounds socket I/O by that
 //     deadline: a *redis.Client (single node, or Sentinel) or a *redis.Ring
 //     with ContextTimeoutEnabled (and socket deadlines not disabled with a
-//     ReadTimeout or WriteTimeout of -2; for a Ring, no
-//     RingOptions.NewClient either).
+//     ReadTimeout or WriteTimeout of -2; for a Ring, in its own options
+//     and in each shard's, which a RingOptions.NewClient may set apart).
 //   - Guarded path: every other command, on any client, including every
 //     one whose ctx has a deadline (the ctx may still be cancelled before
 //     it) and every command of a *redis.ClusterClient (with

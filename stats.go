@@ -36,6 +36,9 @@ type Stats struct {
 	NegativeHits uint64
 	// WriteErrors counts the writes no caller sees fail (refills, inline or
 	// in the background, and the L2 write of a loaded value) that failed.
+	// A batch write (GetMany's copies of L2 hits into L1, GetOrLoadMany's
+	// writes of loaded values) counts once when it fails, however many of
+	// its keys did.
 	WriteErrors uint64
 	// OffloadRejected counts background work the Offload refused, and which
 	// was therefore not done.

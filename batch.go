@@ -160,6 +160,9 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 			pending = append(pending, i)
 		}
 	}
+	if withL2 && len(pending) > 0 {
+		pending = c.readRefreshing(ctx, uniq, pending, vals)
+	}
 	var errs []error
 	if len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -178,6 +181,39 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 		err2 = errors.Join(errs...)
 	}
 	return c.batchAnswer(ctx, uniq, vals, load, err2)
+}
+
+// readRefreshing reads from L2 the keys of pending that a background
+// refresh is loading, as GetOrLoad does: L2 likely holds their stale values,
+// which are served without waiting for the refresh. It fills vals with the
+// hits and returns the keys still pending, which join the refreshes' loads.
+func (c *Cache[T]) readRefreshing(ctx context.Context, keys []string, pending []int, vals []*CacheValue[T]) []int {
+	var refreshing []int
+	c.flights.mu.Lock()
+	for _, i := range pending {
+		if f := c.flightLocked(keys[i]); f != nil && f.refresh {
+			refreshing = append(refreshing, i)
+		}
+	}
+	c.flights.mu.Unlock()
+	if len(refreshing) == 0 {
+		return pending
+	}
+	rk := make([]string, len(refreshing))
+	for j, i := range refreshing {
+		rk[j] = keys[i]
+	}
+	r := c.readLayerMany(ctx, L2, rk)
+	for j, i := range refreshing {
+		vals[i] = r.vals[j]
+	}
+	still := pending[:0]
+	for _, i := range pending {
+		if vals[i] == nil {
+			still = append(still, i)
+		}
+	}
+	return still
 }
 
 // batchAnswer turns the values found for keys into GetOrLoadMany's answer,

@@ -1795,6 +1795,45 @@ func TestGetOrLoadManyAwaitsRefreshInFlight(t *testing.T) {
 	})
 }
 
+// A key a background refresh is loading, missing from L1 but still in L2,
+// is served from L2 by GetOrLoadMany, as GetOrLoad serves it: the batch does
+// not wait for the refresh's load, nor load the key again. The other keys
+// of the batch are read and loaded as usual.
+func TestGetOrLoadManyReadsL2WhileRefreshRuns(t *testing.T) {
+	eachBatchCaseOf(t, everyPolicy, nil, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute})
+		now := time.Now()
+		stale := tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)}
+		l1.put("k", stale)
+		l2.put("k", stale)
+		gate, open := loadGate(t)
+		loader := loadMany(func(_ context.Context, call int, keys []string) (map[string]string, error) {
+			if call == 1 {
+				<-gate // the refresh
+			}
+			return loadedValues(keys...), nil
+		})
+
+		got, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loader.load)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "old"}, got)
+		synctest.Wait()
+		require.Equal(t, 1, loader.n(), "the refresh is loading")
+		clearBackend(l1.fakeBackend) // k is evicted from L1 meanwhile
+
+		res := goGetOrLoadMany(t, context.Background(), c, []string{"k", "other"}, loader.load)
+		synctest.Wait()
+		r := manyResultNow(t, res)
+		require.NoError(t, r.err)
+		require.Equal(t, map[string]string{"k": "old", "other": loadedValues("other")["other"]}, r.vals)
+		require.Equal(t, 2, loader.n(), "one load for other; k's refresh is still the only load of k")
+		open()
+		synctest.Wait()
+		require.Equal(t, 2, loader.n())
+	})
+}
+
 // A batch load that finishes after a Set or Delete of one of its keys
 // does not undo that write in either layer; its callers still get the
 // loaded value, and its other keys are stored.

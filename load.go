@@ -932,7 +932,9 @@ func (r *refreshMarks) unmark(key string) {
 // or a load of the key is under way. A flight still reading L2 (such as a
 // race's losing read) is taken over: should its read miss, it answers with
 // the refresh's load instead of loading the key a second time. GetOrLoad
-// calls that miss meanwhile wait for the refresh's load; reads do not.
+// and GetOrLoadMany calls that miss L1 meanwhile read L2, which likely
+// still holds the stale value, and wait for the refresh's load only when L2
+// misses too; reads do not wait.
 func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Context) (T, error)) {
 	if !c.refreshes.mark(key) {
 		return

@@ -64,6 +64,26 @@ func TestRun(t *testing.T) {
 	})
 }
 
+// A read that misses its deadline, as on a machine too busy to run it in
+// time, is reported in its row and counted in the summary; the demo goes on.
+func TestRunReportsReadsPastTheirDeadline(t *testing.T) {
+	defer func(d time.Duration) { readTimeout = d }(readTimeout)
+	readTimeout = time.Microsecond // shorter than either layer's round trip
+	var out strings.Builder
+	if err := run(t.Context(), &out); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	report := out.String()
+	rows := tableRows(t, report) // every read has its row
+	late := strings.Count(report, "no answer within 1µs")
+	if late == 0 || late > len(rows) {
+		t.Fatalf("%d rows say the read had no answer in time, want between 1 and %d:\n%s", late, len(rows), report)
+	}
+	if !strings.Contains(report, "timed out: ") {
+		t.Errorf("no summary counts the reads that timed out:\n%s", report)
+	}
+}
+
 // tableRows parses the reads table of a report into one map per row, keyed
 // by the header's column names. Rows start at the margin; the summaries under
 // them are indented. The last column, why, is left out: it holds spaces.

@@ -80,6 +80,36 @@ type replica struct {
 	cache *tiercache.Cache[string]
 	inv   *redisstore.Invalidator
 	l1    *evictionL1
+	trust *trustObserver // the cache's Observer
+}
+
+// trustObserver is an Observer that counts the SubscriptionLost and
+// SubscriptionRestored a cache has acted on: a cache observes
+// EventSubscriptionRestored once it uses L1 again, and the two alternate
+// (the first event, a Lost before any Restored, is not observed).
+type trustObserver struct{ lost, restored atomic.Int64 }
+
+// observeTrust makes a trustObserver the Observer of opts.
+func observeTrust(opts *tiercache.Options[string]) *trustObserver {
+	o := &trustObserver{}
+	opts.Observer = o
+	return o
+}
+
+func (o *trustObserver) Observe(_ context.Context, e tiercache.Event) {
+	switch e.Kind {
+	case tiercache.EventSubscriptionLost:
+		o.lost.Add(1)
+	case tiercache.EventSubscriptionRestored:
+		o.restored.Add(1)
+	}
+}
+
+// trusted reports whether the cache uses its L1: it has acted on a
+// Restored since the last Lost.
+func (o *trustObserver) trusted() bool {
+	lost := o.lost.Load()
+	return o.restored.Load() > lost
 }
 
 // newCoherentReplica makes a replica whose L2 goes through l2Client under prefix
@@ -98,6 +128,7 @@ func newCoherentReplicaWindow(t testing.TB, l2Client, invClient redis.UniversalC
 	l2, err := redisstore.New(l2Client, &redisstore.Options[string]{KeyPrefix: prefix})
 	require.NoError(t, err)
 	opts.Invalidator = r.inv
+	r.trust = observeTrust(&opts)
 	r.cache, err = tiercache.New[string](r.l1, l2, &opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -107,14 +138,16 @@ func newCoherentReplicaWindow(t testing.TB, l2Client, invClient redis.UniversalC
 	return r
 }
 
-// waitTrusted waits until every cache trusts its L1 again: its time without
-// a subscription has stopped growing.
-func waitTrusted(t testing.TB, caches ...*tiercache.Cache[string]) {
+// waitTrusted waits until every replica's cache trusts its L1 again: it
+// has observed SubscriptionRestored since the last SubscriptionLost (its
+// time without a subscription stops growing a moment before it uses L1),
+// and that time has stopped growing.
+func waitTrusted(t testing.TB, replicas ...*replica) {
 	t.Helper()
-	for _, c := range caches {
+	for _, r := range replicas {
 		require.Eventually(t, func() bool {
-			first := c.Stats().Unsubscribed
-			return c.Stats().Unsubscribed == first // the current period would have grown
+			first := r.cache.Stats().Unsubscribed
+			return r.trust.trusted() && r.cache.Stats().Unsubscribed == first // the current period would have grown
 		}, waitFor, tick, "the cache never trusted its L1")
 	}
 }
@@ -162,7 +195,7 @@ func twoReplicas(t *testing.T, client func(t *testing.T) redis.UniversalClient, 
 	prefix, channel := newPrefix(t, clientA), newChannel()
 	a = newCoherentReplica(t, clientA, clientA, prefix, channel, opts)
 	b = newCoherentReplica(t, clientB, clientB, prefix, channel, opts)
-	waitTrusted(t, a.cache, b.cache)
+	waitTrusted(t, a, b)
 	return a, b
 }
 
@@ -178,7 +211,11 @@ func TestCoherenceSet(t *testing.T) {
 
 			require.NoError(t, a.cache.Set(ctx, "k", "v2", 0))
 			require.Eventually(t, func() bool { return mustGet(t, b.cache, "k") == "v2" }, waitFor, tick)
-			require.Equal(t, uint64(2), b.cache.Stats().InvalidationEvictions, "one for each Set")
+			// Counted once the key is out of L1, which a Get may see first;
+			// and v1's eviction may land after readInto, when B's Get then
+			// reads v2 from L2 before v2's lands.
+			require.Eventually(t, func() bool { return b.cache.Stats().InvalidationEvictions == 2 }, waitFor, tick,
+				"one for each Set: %d", b.cache.Stats().InvalidationEvictions)
 			require.Equal(t, uint64(2), a.cache.Stats().InvalidationsSent)
 		})
 	}
@@ -222,7 +259,10 @@ func TestCoherenceRefresh(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "v1", v, "the stale value, served while the refresh runs")
 			require.Eventually(t, func() bool { return mustGet(t, b.cache, "k") == "v2" }, waitFor, tick)
-			require.Equal(t, uint64(1), a.cache.Stats().Refreshes)
+			// Counted by the refresh's goroutine after it starts the load,
+			// which may have written L2 and announced the key by then.
+			require.Eventually(t, func() bool { return a.cache.Stats().Refreshes == 1 }, waitFor, tick,
+				"refreshes: %d", a.cache.Stats().Refreshes)
 		})
 	}
 }
@@ -258,26 +298,32 @@ func TestCoherenceCachesSharingAnInvalidator(t *testing.T) {
 		r := &replica{l1: newEvictionL1(t), inv: inv}
 		l2, err := redisstore.New(client, &redisstore.Options[string]{KeyPrefix: prefix})
 		require.NoError(t, err)
-		r.cache, err = tiercache.New[string](r.l1, l2, &tiercache.Options[string]{Invalidator: inv})
+		opts := tiercache.Options[string]{Invalidator: inv}
+		r.trust = observeTrust(&opts)
+		r.cache, err = tiercache.New[string](r.l1, l2, &opts)
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, r.cache.Close(ctx)) })
 		caches[n] = r
 	}
 	one, two := caches[0], caches[1]
-	waitTrusted(t, one.cache, two.cache)
+	waitTrusted(t, one, two)
 
+	// Each write's message goes out before the next write (waitPublished),
+	// so that no two merge: three messages.
 	require.NoError(t, one.cache.Set(ctx, "k", "v1", 0))
+	waitPublished(t, inv, 1)
 	readInto(t, two, "k", "v1")
 	require.NoError(t, one.cache.Set(ctx, "k", "v2", 0))
+	waitPublished(t, inv, 2)
 	require.Eventually(t, func() bool { return mustGet(t, two.cache, "k") == "v2" }, waitFor, tick)
 	require.True(t, one.l1.holds("k", "v2"), "no self-echo")
 
 	require.NoError(t, two.cache.Delete(ctx, "k"))
+	waitPublished(t, inv, 3)
 	require.Eventually(t, func() bool { return !one.l1.holds("k", "v2") }, waitFor, tick)
 	require.Equal(t, "", mustGet(t, one.cache, "k"))
 	// The messages came back from Redis, and were dropped.
-	require.Eventually(t, func() bool { return inv.Stats().EchoesDropped > 0 }, waitFor, tick)
-	time.Sleep(50 * time.Millisecond)
+	require.Eventually(t, func() bool { return inv.Stats().EchoesDropped == 3 }, waitFor, tick)
 	s := inv.Stats()
 	require.Equal(t, s.MessagesPublished, s.EchoesDropped)
 	require.Zero(t, s.MessagesReceived, "nothing came from another process")
@@ -360,7 +406,7 @@ func TestCoherenceRedisRestart(t *testing.T) {
 
 	require.NoError(t, srv.Restart())
 	require.Eventually(t, func() bool { return a.cache.Set(ctx, "k", "v2", 0) == nil }, waitFor, 10*time.Millisecond)
-	waitTrusted(t, a.cache, b.cache)
+	waitTrusted(t, a, b)
 	require.Eventually(t, func() bool { return mustGet(t, b.cache, "k") == "v2" }, waitFor, tick)
 	require.Eventually(t, func() bool { return b.l1.holds("k", "v2") }, waitFor, tick, "B trusts and fills its L1 again")
 	time.Sleep(100 * time.Millisecond)
@@ -418,9 +464,10 @@ func TestCoherenceSubscriptionCut(t *testing.T) {
 	prefix, channel := newPrefix(t, clientA), newChannel()
 	a := newCoherentReplica(t, clientA, clientA, prefix, channel, tiercache.Options[string]{})
 	b := newCoherentReplica(t, newTimeoutClient(t, addr), invClientB, prefix, channel, tiercache.Options[string]{})
-	waitTrusted(t, a.cache, b.cache)
+	waitTrusted(t, a, b)
 
 	require.NoError(t, a.cache.Set(ctx, "k", "v1", 0))
+	waitPublished(t, a.inv, 1) // v1's key is not pending when v2's comes: two keys published
 	readInto(t, b, "k", "v1")
 	w := watch(b.cache, "k", "v1")
 	defer w.finish(t)
@@ -441,7 +488,7 @@ func TestCoherenceSubscriptionCut(t *testing.T) {
 	require.False(t, b.l1.holds("k", "v1"), "L1 flushed at the drop")
 
 	gate.closed.Store(false)
-	waitTrusted(t, b.cache)
+	waitTrusted(t, b)
 	require.True(t, b.inv.Stats().Subscribed)
 	require.Equal(t, "v2", mustGet(t, b.cache, "k"))
 	require.Eventually(t, func() bool { return b.l1.holds("k", "v2") }, waitFor, tick)
@@ -517,7 +564,7 @@ func measurePropagation(t testing.TB, window, gap time.Duration, n int) []time.D
 	prefix, channel := newPrefix(t, clientA), newChannel()
 	a := newCoherentReplicaWindow(t, clientA, clientA, prefix, channel, window, tiercache.Options[string]{})
 	b := newCoherentReplica(t, clientB, clientB, prefix, channel, tiercache.Options[string]{})
-	waitTrusted(t, a.cache, b.cache)
+	waitTrusted(t, a, b)
 	if bb, ok := t.(*testing.B); ok {
 		bb.ResetTimer()
 	}

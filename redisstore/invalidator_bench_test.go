@@ -54,8 +54,7 @@ func benchBatching(b *testing.B, window time.Duration, rate int) {
 	invB := newInvalidator(b, clientB, redisstore.InvalidatorOptions{Channel: channel})
 	a := benchCache(b, clientA, prefix, invA)
 	l1B := newEvictionL1(b)
-	cacheB := benchCacheWithL1(b, clientB, prefix, invB, l1B)
-	waitTrusted(b, a, cacheB)
+	waitTrusted(b, a, benchCacheWithL1(b, clientB, prefix, invB, l1B))
 
 	const writers = 8
 	var (
@@ -78,7 +77,7 @@ func benchBatching(b *testing.B, window time.Duration, rate int) {
 					time.Sleep(time.Until(start.Add(time.Duration(n) * time.Second / time.Duration(rate))))
 				}
 				key := fmt.Sprint("b", n)
-				if err := a.Set(ctx, key, "v", time.Minute); err != nil {
+				if err := a.cache.Set(ctx, key, "v", time.Minute); err != nil {
 					b.Error(err)
 					return
 				}
@@ -118,25 +117,27 @@ func benchBatching(b *testing.B, window time.Duration, rate int) {
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
 }
 
-// benchCache is a replica's cache over an otterstore L1 of its own.
-func benchCache(b *testing.B, client *redis.Client, prefix string, inv *redisstore.Invalidator) *tiercache.Cache[string] {
+// benchCache is a replica with a cache over an otterstore L1 of its own.
+func benchCache(b *testing.B, client *redis.Client, prefix string, inv *redisstore.Invalidator) *replica {
 	return benchCacheWithL1(b, client, prefix, inv, newEvictionL1(b))
 }
 
-func benchCacheWithL1(b *testing.B, client *redis.Client, prefix string, inv *redisstore.Invalidator, l1 *evictionL1) *tiercache.Cache[string] {
+func benchCacheWithL1(b *testing.B, client *redis.Client, prefix string, inv *redisstore.Invalidator, l1 *evictionL1) *replica {
 	b.Helper()
 	l2, err := redisstore.New(client, &redisstore.Options[string]{KeyPrefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{Invalidator: inv})
+	opts := tiercache.Options[string]{Invalidator: inv}
+	r := &replica{inv: inv, l1: l1, trust: observeTrust(&opts)}
+	r.cache, err = tiercache.New[string](l1, l2, &opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		if err := c.Close(context.Background()); err != nil {
+		if err := r.cache.Close(context.Background()); err != nil {
 			b.Error(err)
 		}
 	})
-	return c
+	return r
 }

@@ -56,14 +56,21 @@ func newTimeoutClient(t testing.TB, addr string) *redis.Client {
 
 // recorder is a subscription handler that records what it is told.
 type recorder struct {
-	mu     sync.Mutex
-	events []tiercache.InvalidationEvent
-	keys   []string
-	block  chan struct{} // when not nil, every call waits for it to be closed
+	mu      sync.Mutex
+	events  []tiercache.InvalidationEvent
+	keys    []string
+	block   chan struct{} // when not nil, every call waits for it to be closed
+	entered chan struct{} // when not nil, a call about to wait for block signals it (if it has room)
 }
 
 func (r *recorder) handle(e tiercache.InvalidationEvent) {
 	if r.block != nil {
+		if r.entered != nil {
+			select {
+			case r.entered <- struct{}{}:
+			default:
+			}
+		}
 		<-r.block
 	}
 	r.mu.Lock()
@@ -144,10 +151,10 @@ func waitPublished(t testing.TB, inv *redisstore.Invalidator, n uint64) {
 }
 
 // publishHook is a go-redis hook that fails every PUBLISH while failing is
-// set, and counts them.
+// set, and counts those it failed.
 type publishHook struct {
-	failing  atomic.Bool
-	attempts atomic.Int64
+	failing atomic.Bool
+	refused atomic.Int64
 }
 
 func (h *publishHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -155,8 +162,8 @@ func (h *publishHook) DialHook(next redis.DialHook) redis.DialHook { return next
 func (h *publishHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if cmd.Name() == "publish" {
-			h.attempts.Add(1)
 			if h.failing.Load() {
+				h.refused.Add(1)
 				err := errors.New("publishHook: refused")
 				cmd.SetErr(err)
 				return err
@@ -253,7 +260,9 @@ func TestInvalidatorFirstEvent(t *testing.T) {
 		inv := newInvalidator(t, client, redisstore.InvalidatorOptions{})
 		r := &recorder{}
 		r.subscribe(t, inv)
-		require.Eventually(t, func() bool { return len(r.kinds()) > 0 }, waitFor, tick)
+		// The first attempt to subscribe fails at once, but on a goroutine
+		// that a loaded machine may not run for a while.
+		require.Eventually(t, func() bool { return len(r.kinds()) > 0 && inv.Stats().SubscribeFailures > 0 }, waitFor, tick)
 		time.Sleep(100 * time.Millisecond) // time for a wrong Restored to show
 		require.Equal(t, []tiercache.InvalidationKind{tiercache.SubscriptionLost}, r.kinds())
 		s := inv.Stats()
@@ -520,7 +529,9 @@ func TestInvalidatorPublishRetries(t *testing.T) {
 
 	hook.failing.Store(true)
 	require.NoError(t, sub.Announce(context.Background(), "k1"))
-	require.Eventually(t, func() bool { return hook.attempts.Load() >= 3 }, waitFor, tick, "retried with backoff")
+	// Refused, not merely attempted: an attempt counted just before failing
+	// is cleared below may still go through.
+	require.Eventually(t, func() bool { return hook.refused.Load() >= 3 }, waitFor, tick, "retried with backoff")
 	require.NoError(t, sub.Announce(context.Background(), "k2")) // joins the waiting keys
 	require.Empty(t, to.gotKeys())
 	hook.failing.Store(false)
@@ -582,14 +593,23 @@ func TestInvalidatorDeliveryOverflow(t *testing.T) {
 	slow.subscribe(t, inv)
 	slow.waitRestored(t)
 
+	slow.entered = make(chan struct{}, 1)
 	slow.block = make(chan struct{})
+	// Cleaned up before the subscription, whose Close waits for the handler.
+	release := sync.OnceFunc(func() { close(slow.block) })
+	t.Cleanup(release)
 	require.NoError(t, sub.Announce(context.Background(), "first")) // the handler blocks on it
-	time.Sleep(50 * time.Millisecond)
+	// Once the handler holds "first", the keys below are all that wait.
+	select {
+	case <-slow.entered:
+	case <-time.After(waitFor):
+		t.Fatal("the handler was never called with the first keys")
+	}
 	for n := range 5 { // the fifth would make 5 keys waiting
 		require.NoError(t, sub.Announce(context.Background(), fmt.Sprint("k", n)))
 	}
 	before := len(slow.kinds())
-	close(slow.block)
+	release()
 	require.Eventually(t, func() bool { return len(slow.kinds()) == before+3 }, waitFor, tick)
 	time.Sleep(50 * time.Millisecond) // time for a wrong event to show
 	require.Equal(t, []tiercache.InvalidationKind{

@@ -1760,32 +1760,44 @@ func TestBatchConcurrentUse(t *testing.T) {
 	}
 }
 
+// refreshingStale opens a cache over bc whose key "k", stale in both
+// layers, is being refreshed: the first call of the returned loader (the
+// refresh's) is held until open is called; later calls load at once.
+func refreshingStale(t *testing.T, bc batchCase) (c *tiercache.Cache[string], l1, l2 *batchLayer, loader *manyLoader, open func()) {
+	t.Helper()
+	l1, l2 = bc.layers()
+	c = openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute})
+	now := time.Now()
+	stale := tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)}
+	l1.put("k", stale)
+	l2.put("k", stale)
+	gate, open := loadGate(t)
+	loader = loadMany(func(_ context.Context, call int, keys []string) (map[string]string, error) {
+		if call == 1 {
+			<-gate
+		}
+		return loadedValues(keys...), nil
+	})
+
+	got, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loader.load)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"k": "old"}, got)
+	synctest.Wait()
+	require.Equal(t, 1, loader.n(), "the refresh is loading")
+	return c, l1, l2, loader, open
+}
+
 // A key a background refresh is loading is awaited by GetOrLoadMany when it
 // has meanwhile left both layers, as GetOrLoad awaits it: no second load.
 func TestGetOrLoadManyAwaitsRefreshInFlight(t *testing.T) {
 	eachBatchCaseOf(t, everyPolicy, nil, func(t *testing.T, bc batchCase) {
-		l1, l2 := bc.layers()
-		c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute})
-		now := time.Now()
-		stale := tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)}
-		l1.put("k", stale)
-		l2.put("k", stale)
-		gate, open := loadGate(t)
-		loader := loadMany(func(_ context.Context, _ int, keys []string) (map[string]string, error) {
-			<-gate
-			return loadedValues(keys...), nil
-		})
-
-		got, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loader.load)
-		require.NoError(t, err)
-		require.Equal(t, map[string]string{"k": "old"}, got)
-		synctest.Wait()
-		require.Equal(t, 1, loader.n(), "the refresh is loading")
+		c, l1, l2, loader, open := refreshingStale(t, bc)
 		clearBackend(l1.fakeBackend) // k expires, or is evicted, meanwhile
 		clearBackend(l2.fakeBackend)
 
 		res := goGetOrLoadMany(t, context.Background(), c, []string{"k"}, loader.load)
 		synctest.Wait()
+		requireNotReturned(t, res, "the refresh's load is awaited")
 		require.Equal(t, 1, loader.n(), "the refresh's load is awaited, not repeated")
 		open()
 		r := awaitMany(t, res)
@@ -1801,25 +1813,7 @@ func TestGetOrLoadManyAwaitsRefreshInFlight(t *testing.T) {
 // of the batch are read and loaded as usual.
 func TestGetOrLoadManyReadsL2WhileRefreshRuns(t *testing.T) {
 	eachBatchCaseOf(t, everyPolicy, nil, func(t *testing.T, bc batchCase) {
-		l1, l2 := bc.layers()
-		c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute})
-		now := time.Now()
-		stale := tiercache.CacheValue[string]{Data: "old", Stale: now.Add(-time.Second), Expire: now.Add(time.Hour)}
-		l1.put("k", stale)
-		l2.put("k", stale)
-		gate, open := loadGate(t)
-		loader := loadMany(func(_ context.Context, call int, keys []string) (map[string]string, error) {
-			if call == 1 {
-				<-gate // the refresh
-			}
-			return loadedValues(keys...), nil
-		})
-
-		got, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loader.load)
-		require.NoError(t, err)
-		require.Equal(t, map[string]string{"k": "old"}, got)
-		synctest.Wait()
-		require.Equal(t, 1, loader.n(), "the refresh is loading")
+		c, l1, _, loader, open := refreshingStale(t, bc)
 		clearBackend(l1.fakeBackend) // k is evicted from L1 meanwhile
 
 		res := goGetOrLoadMany(t, context.Background(), c, []string{"k", "other"}, loader.load)

@@ -427,10 +427,14 @@ func TestBatchUnderHashTag(t *testing.T) {
 // what is sent: commands alone, by name, and pipelines with the commands
 // in them. A pipeline is one round trip to its node. The commands go-redis
 // sends to set up a new connection (HELLO, CLIENT SETINFO) are left out.
+// With a barrier, each pipeline waits before it is sent until that many
+// are in flight at once (or waitFor has passed).
 type trips struct {
-	mu    sync.Mutex
-	delay time.Duration // how long each pipeline waits before it is sent
-	nodes map[string]*nodeTrips
+	mu      sync.Mutex
+	barrier int           // 0: none
+	arrived int           // pipelines at the barrier
+	met     chan struct{} // closed once barrier pipelines have arrived
+	nodes   map[string]*nodeTrips
 }
 
 type nodeTrips struct {
@@ -442,11 +446,20 @@ type nodeTrips struct {
 
 func newTrips() *trips { return &trips{nodes: map[string]*nodeTrips{}} }
 
-func (tr *trips) reset(delay time.Duration) {
+// reset clears the counts and sets the barrier (0: none).
+func (tr *trips) reset(barrier int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	tr.nodes = map[string]*nodeTrips{}
-	tr.delay = delay
+	tr.barrier, tr.arrived, tr.met = barrier, 0, make(chan struct{})
+}
+
+// barrierMet reports whether the barrier's pipelines were all in flight at
+// once.
+func (tr *trips) barrierMet() bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return isClosed(tr.met)
 }
 
 // snapshot returns the counts by node.
@@ -460,7 +473,9 @@ func (tr *trips) snapshot() map[string]nodeTrips {
 	return out
 }
 
-func (tr *trips) record(node string, pipeline bool, cmds []redis.Cmder) time.Duration {
+// record counts cmds, sent to node, and returns the channel a pipeline
+// waits on at the barrier (nil: none).
+func (tr *trips) record(node string, pipeline bool, cmds []redis.Cmder) <-chan struct{} {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	n := tr.nodes[node]
@@ -485,10 +500,16 @@ func (tr *trips) record(node string, pipeline bool, cmds []redis.Cmder) time.Dur
 		}
 	}
 	if !pipeline || !counted {
-		return 0
+		return nil
 	}
 	n.pipelines++
-	return tr.delay
+	if tr.barrier == 0 {
+		return nil
+	}
+	if tr.arrived++; tr.arrived == tr.barrier {
+		close(tr.met)
+	}
+	return tr.met
 }
 
 // hook returns the hook that records what is sent to node.
@@ -510,8 +531,11 @@ func (h tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h tripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if d := h.tr.record(h.node, true, cmds); d > 0 {
-			time.Sleep(d)
+		if met := h.tr.record(h.node, true, cmds); met != nil {
+			select {
+			case <-met:
+			case <-time.After(waitFor): // sent one after another: fails barrierMet
+			}
 		}
 		return next(ctx, cmds)
 	}
@@ -590,8 +614,9 @@ func TestRoundTripsSingleNode(t *testing.T) {
 
 // TestRoundTripsCluster checks on the three-node cluster that GetMany and
 // SetMany of 100 keys spread over every node cost one pipeline (one round
-// trip) per node, sent to the nodes at once: with every pipeline held up
-// 300 ms by the hook, the batch takes about 300 ms, not 900.
+// trip) per node, sent to the nodes at once: every pipeline is held by the
+// hook until all three are in flight together, which pipelines sent one
+// after another never are.
 func TestRoundTripsCluster(t *testing.T) {
 	tr := newTrips()
 	client := redis.NewClusterClient(&redis.ClusterOptions{
@@ -651,17 +676,13 @@ func TestRoundTripsCluster(t *testing.T) {
 		check(t, "set", 100, 0)
 	})
 	t.Run("the nodes are sent their pipelines at once", func(t *testing.T) {
-		const delay = 300 * time.Millisecond
-		tr.reset(delay)
+		tr.reset(3)
 		whole.reset(0)
-		start := time.Now()
 		got, err := s.GetMany(batchCtx(t), keys)
-		took := time.Since(start)
 		require.NoError(t, err)
 		require.NotNil(t, got[0])
 		check(t, "mget", len(slots), 100)
-		assert.GreaterOrEqual(t, took, delay)
-		assert.Less(t, took, 2*delay, "three nodes, each held up %v, took %v", delay, took)
+		assert.True(t, tr.barrierMet(), "the three pipelines were in flight at once: %v", tr.snapshot())
 	})
 	t.Run("keys under one hash tag: one MGET", func(t *testing.T) {
 		tagged, err := redisstore.New(client, &redisstore.Options[string]{KeyPrefix: "{" + prefix + "}"})

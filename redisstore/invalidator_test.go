@@ -206,6 +206,73 @@ func (h *holdFirstPublish) ProcessPipelineHook(next redis.ProcessPipelineHook) r
 	return next
 }
 
+// onPublish is a go-redis hook that calls at, when set, as each PUBLISH
+// begins, with its number from 1, and then sends it: at may record what a
+// test needs, or hold the PUBLISH. With detach, the PUBLISH is sent without
+// its ctx's deadline, which a hold would otherwise use up.
+type onPublish struct {
+	at     func(n int64)
+	detach bool
+	n      atomic.Int64
+}
+
+func (h *onPublish) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *onPublish) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "publish" {
+			n := h.n.Add(1)
+			if h.at != nil {
+				h.at(n)
+			}
+			if h.detach {
+				ctx = context.WithoutCancel(ctx)
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *onPublish) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// windowEnds returns a channel closed, from a goroutine of its own, when a
+// timer of d started now fires. Started before the announcement that opens
+// a batch window, it is the reference for "did not wait for the window":
+// it closes no sooner than the window ends, and late by as much as the
+// machine's load makes timers late, so that an event seen before it
+// closes did not wait for the window whatever that load.
+func windowEnds(d time.Duration) <-chan struct{} {
+	ended := make(chan struct{})
+	time.AfterFunc(d, func() { close(ended) })
+	return ended
+}
+
+// isClosed reports whether c is closed.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// await returns what c delivers, failing t if nothing comes within
+// waitFor.
+func await[T any](t testing.TB, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(waitFor):
+		t.Fatalf("%s never happened", what)
+		var zero T
+		return zero
+	}
+}
+
 func TestNewInvalidator(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // nothing listens there
 	defer client.Close()
@@ -365,53 +432,96 @@ func TestInvalidatorClusterWide(t *testing.T) {
 }
 
 // A subscription of the same process gets the keys at once: it does not
-// wait for the batch window nor for Redis.
+// wait for the batch window nor for Redis. Judged by events, not by a
+// wall-clock bound: the handler gets the keys before the window ends, as a
+// timer started before the message that opened it sees it, and before
+// their PUBLISH begins.
 func TestInvalidatorLocalDeliveryDoesNotWait(t *testing.T) {
+	var ended <-chan struct{} // set before the first Announce
+	published := make(chan struct{}, 1)
+	hook := &onPublish{at: func(n int64) {
+		if n == 1 {
+			published <- struct{}{}
+		}
+	}}
 	client := newTimeoutClient(t, redistest.Addr(t))
+	client.AddHook(hook)
 	inv := newInvalidator(t, client, redisstore.InvalidatorOptions{Channel: newChannel(), BatchWindow: redisstore.MaxBatchWindow})
 	from, to := &recorder{}, &recorder{}
 	sub := from.subscribe(t, inv)
-	to.subscribe(t, inv)
-	to.waitRestored(t)
-	// A message goes out, which holds the next one back for a second.
-	require.NoError(t, sub.Announce(context.Background(), "first"))
-	require.Eventually(t, func() bool { return inv.Stats().MessagesPublished == 1 }, waitFor, tick)
+	waitSubscribed(t, inv)
 
-	start := time.Now()
+	// A message goes out, which holds the next one back for a second.
+	ended = windowEnds(redisstore.MaxBatchWindow)
+	require.NoError(t, sub.Announce(context.Background(), "first"))
+	await(t, published, "the PUBLISH of the first key")
+
+	// Subscribed only now, so that nothing but Restored is queued before k.
+	type seen struct {
+		windowEnded bool
+		publishes   int64 // PUBLISHes begun
+	}
+	gotK := make(chan seen, 1)
+	toSub, err := inv.Subscribe(func(e tiercache.InvalidationEvent) {
+		if slices.Contains(e.Keys, "k") {
+			gotK <- seen{isClosed(ended), hook.n.Load()}
+		}
+		to.handle(e)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, toSub.Close()) })
 	require.NoError(t, sub.Announce(context.Background(), "k"))
-	require.Eventually(t, func() bool { return to.has("k") }, waitFor, 100*time.Microsecond)
-	elapsed := time.Since(start)
-	require.Equal(t, uint64(1), inv.Stats().MessagesPublished, "delivered before the window closed")
-	require.Less(t, elapsed, 500*time.Millisecond)
-	t.Logf("local delivery took %v", elapsed)
+	s := await(t, gotK, "the local delivery of k")
+	require.False(t, s.windowEnded, "delivered before the window closed")
+	require.Equal(t, int64(1), s.publishes, "delivered before its PUBLISH began")
+	require.Equal(t, []tiercache.InvalidationKind{tiercache.SubscriptionRestored, tiercache.KeysChanged}, to.kinds())
+	require.Equal(t, []string{"k"}, to.gotKeys())
+	require.Eventually(t, func() bool { return inv.Stats().MessagesPublished == 2 }, waitFor, tick, "k published at the window's end")
 }
 
 // Keys announced within one window go out in one message, each once; a
-// key announced after a quiet window goes at once.
+// key announced after a quiet window goes at once. The first PUBLISH is
+// held until the other keys are announced, so that they wait for the
+// window it opened however slow the machine; and it must begin before that
+// window ends, as a timer started before the first Announce sees it.
 func TestInvalidatorBatching(t *testing.T) {
-	client := newTimeoutClient(t, redistest.Addr(t))
+	const window = 200 * time.Millisecond
+	var ended <-chan struct{} // set before the first Announce
+	late := make(chan bool, 1)
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	hook := &onPublish{detach: true, at: func(n int64) {
+		if n == 1 {
+			late <- isClosed(ended)
+			<-hold
+		}
+	}}
+	clientA := newTimeoutClient(t, redistest.Addr(t))
+	clientA.AddHook(hook)
 	channel := newChannel()
-	invA := newInvalidator(t, client, redisstore.InvalidatorOptions{Channel: channel, BatchWindow: 200 * time.Millisecond})
-	invB := newInvalidator(t, client, redisstore.InvalidatorOptions{Channel: channel})
+	invA := newInvalidator(t, clientA, redisstore.InvalidatorOptions{Channel: channel, BatchWindow: window})
+	t.Cleanup(release) // before invA's Close
+	invB := newInvalidator(t, newTimeoutClient(t, redistest.Addr(t)), redisstore.InvalidatorOptions{Channel: channel})
 	from, to := &recorder{}, &recorder{}
 	sub := from.subscribe(t, invA)
 	to.subscribe(t, invB)
 	to.waitRestored(t)
 	waitSubscribed(t, invA)
 
+	ended = windowEnds(window)
 	start := time.Now()
 	require.NoError(t, sub.Announce(context.Background(), "alone"))
-	require.Eventually(t, func() bool { return to.has("alone") }, waitFor, tick)
-	require.Less(t, time.Since(start), 100*time.Millisecond, "the first key after a quiet window does not wait")
+	require.False(t, await(t, late, `the PUBLISH of "alone"`), "the first key after a quiet window does not wait")
 
 	want := []string{"alone"}
-	for n := range 100 { // within the window that the first message opened
+	for n := range 100 { // while the first message is held, within the window it opened
 		key := fmt.Sprint("k", n)
 		want = append(want, key)
 		require.NoError(t, sub.Announce(context.Background(), key, key)) // twice
 	}
+	release()
 	require.Eventually(t, func() bool { return to.has(want...) }, waitFor, tick)
-	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "the batch waited for the window to end")
+	require.GreaterOrEqual(t, time.Since(start), window, "the batch waited for the window to end")
 	slices.Sort(want)
 	require.Equal(t, want, to.gotKeys(), "each key once")
 	require.Eventually(t, func() bool { return invA.Stats().MessagesPublished == 2 }, waitFor, tick) // counted once PUBLISH returns
@@ -419,6 +529,7 @@ func TestInvalidatorBatching(t *testing.T) {
 	require.Equal(t, uint64(201), sa.KeysAnnounced)
 	require.Equal(t, uint64(101), sa.KeysPublished)
 	require.Equal(t, uint64(2), invB.Stats().MessagesReceived)
+	require.Equal(t, int64(2), hook.n.Load(), "no PUBLISH failed")
 }
 
 // A batch larger than a message holds goes out in several messages.
@@ -739,9 +850,23 @@ func TestInvalidatorRedisRestart(t *testing.T) {
 }
 
 // Close publishes the keys still waiting, ends the subscriptions, refuses
-// what comes after, and may be called again.
+// what comes after, and may be called again. It does not wait for the
+// window: the PUBLISH of the waiting key begins before the window ends, as
+// a timer started before the message that opened it sees it.
 func TestInvalidatorClose(t *testing.T) {
+	var ended <-chan struct{} // set before the first Announce
+	published := make(chan struct{}, 1)
+	inTime := make(chan bool, 1)
+	hook := &onPublish{at: func(n int64) {
+		switch n {
+		case 1:
+			published <- struct{}{}
+		case 2:
+			inTime <- !isClosed(ended)
+		}
+	}}
 	client := newTimeoutClient(t, redistest.Addr(t))
+	client.AddHook(hook)
 	channel := newChannel()
 	invA, err := redisstore.NewInvalidator(client, &redisstore.InvalidatorOptions{Channel: channel, BatchWindow: redisstore.MaxBatchWindow})
 	require.NoError(t, err)
@@ -754,16 +879,16 @@ func TestInvalidatorClose(t *testing.T) {
 	waitSubscribed(t, invA)
 
 	require.Equal(t, int64(2), client.PubSubNumSub(context.Background(), channel).Val()[channel])
+	ended = windowEnds(redisstore.MaxBatchWindow)
 	require.NoError(t, sub.Announce(context.Background(), "first"))
-	require.Eventually(t, func() bool { return to.has("first") }, waitFor, tick)
+	await(t, published, "the PUBLISH of the first key")
 	require.NoError(t, sub.Announce(context.Background(), "k")) // waits for the window to end
-	start := time.Now()
 	require.NoError(t, invA.Close())
+	require.True(t, await(t, inTime, "the PUBLISH of the waiting key"), "Close did not wait for the window")
 	require.Eventually(t, func() bool {
 		return client.PubSubNumSub(context.Background(), channel).Val()[channel] == 1
 	}, waitFor, tick, "A unsubscribed")
-	require.Less(t, time.Since(start), 500*time.Millisecond, "Close did not wait for the window")
-	require.Eventually(t, func() bool { return to.has("k") }, waitFor, tick, "the waiting key was published")
+	require.Eventually(t, func() bool { return to.has("first", "k") }, waitFor, tick, "the waiting key was published")
 	require.NoError(t, invA.Close(), "Close again")
 	require.ErrorIs(t, sub.Announce(context.Background(), "late"), tiercache.ErrClosed)
 	_, err = invA.Subscribe(from.handle)

@@ -323,6 +323,21 @@ func (l *manyLoader) ctx(i int) context.Context {
 	return l.ctxs[i-1]
 }
 
+// requireRememberedAbsent checks that every layer holds a remembered
+// absence of key, and that GetOrLoad answers ErrNotFound from it without
+// calling single.
+func requireRememberedAbsent(t *testing.T, c *tiercache.Cache[string], single *loadCounter, key string, layers ...*batchLayer) {
+	t.Helper()
+	for _, l := range layers {
+		v, ok := l.peek(key)
+		require.True(t, ok, "%s in a layer", key)
+		require.True(t, v.Negative, "%s remembered absent", key)
+	}
+	_, err := c.GetOrLoad(context.Background(), key, single.load)
+	require.ErrorIs(t, err, tiercache.ErrNotFound)
+	require.Zero(t, single.n(), "remembered: not loaded")
+}
+
 // requireAsked checks that the loader was called once per list of want,
 // with those keys in any order.
 func requireAsked(t *testing.T, l *manyLoader, want ...[]string) {
@@ -961,14 +976,7 @@ func TestGetOrLoadManyRemembersOmittedKeys(t *testing.T) {
 			return
 		}
 		requireAsked(t, loader, []string{"a", "gone"})
-		for _, l := range []*batchLayer{l1, l2} {
-			v, ok := l.peek("gone")
-			require.True(t, ok)
-			require.True(t, v.Negative)
-		}
-		_, err = c.GetOrLoad(context.Background(), "gone", single.load)
-		require.ErrorIs(t, err, tiercache.ErrNotFound)
-		require.Zero(t, single.n(), "remembered: not loaded")
+		requireRememberedAbsent(t, c, single, "gone", l1, l2)
 		require.Equal(t, 1, loader.n())
 	})
 }
@@ -1475,14 +1483,8 @@ func TestGetOrLoadManyLoaderNotFound(t *testing.T) {
 		}
 		require.Equal(t, map[string]string{"a": "a1"}, got)
 		requireAsked(t, loader, []string{"b", "c"})
-		for _, l := range []*batchLayer{l1, l2} {
-			v, ok := l.peek("b")
-			require.True(t, ok)
-			require.True(t, v.Negative)
-		}
-		_, err = c.GetOrLoad(context.Background(), "c", single.load)
-		require.ErrorIs(t, err, tiercache.ErrNotFound)
-		require.Zero(t, single.n(), "remembered: not loaded")
+		requireRememberedAbsent(t, c, single, "b", l1, l2)
+		requireRememberedAbsent(t, c, single, "c", l1, l2)
 	})
 }
 

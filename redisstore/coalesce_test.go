@@ -175,15 +175,17 @@ func getAsync(ctx context.Context, s *redisstore.Store[string], key string) <-ch
 	return done
 }
 
-// receive returns what arrives on ch, failing t if nothing does soon.
-func receive(t *testing.T, ch <-chan error, what string) error {
+// receive returns what arrives on ch, failing t if nothing does within
+// waitFor.
+func receive[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
-	case err := <-ch:
-		return err
-	case <-time.After(10 * time.Second):
+	case v := <-ch:
+		return v
+	case <-time.After(waitFor):
 		t.Fatalf("%s: still waiting", what)
-		return nil
+		var zero T
+		return zero
 	}
 }
 

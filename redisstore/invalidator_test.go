@@ -150,68 +150,13 @@ func waitPublished(t testing.TB, inv *redisstore.Invalidator, n uint64) {
 	require.Eventually(t, func() bool { return inv.Stats().KeysPublished == n }, waitFor, tick)
 }
 
-// publishHook is a go-redis hook that fails every PUBLISH while failing is
-// set, and counts those it failed.
-type publishHook struct {
-	failing atomic.Bool
-	refused atomic.Int64
-}
-
-func (h *publishHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *publishHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "publish" {
-			if h.failing.Load() {
-				h.refused.Add(1)
-				err := errors.New("publishHook: refused")
-				cmd.SetErr(err)
-				return err
-			}
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *publishHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-// holdFirstPublish is a go-redis hook that holds the first PUBLISH until
-// release is closed (or its ctx ends) and then fails it; the others go
-// through. It counts them all.
-type holdFirstPublish struct {
-	release  chan struct{}
-	attempts atomic.Int64
-}
-
-func (h *holdFirstPublish) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *holdFirstPublish) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "publish" && h.attempts.Add(1) == 1 {
-			select {
-			case <-h.release:
-			case <-ctx.Done():
-			}
-			err := errors.New("holdFirstPublish: refused")
-			cmd.SetErr(err)
-			return err
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *holdFirstPublish) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
 // onPublish is a go-redis hook that calls at, when set, as each PUBLISH
-// begins, with its number from 1, and then sends it: at may record what a
-// test needs, or hold the PUBLISH. With detach, the PUBLISH is sent without
-// its ctx's deadline, which a hold would otherwise use up.
+// begins, with its number from 1: at may record what a test needs, hold
+// the PUBLISH, or refuse it by returning an error, which the PUBLISH then
+// fails with. With detach, a PUBLISH is sent without its ctx's deadline,
+// which a hold would otherwise use up.
 type onPublish struct {
-	at     func(n int64)
+	at     func(ctx context.Context, n int64) error
 	detach bool
 	n      atomic.Int64
 }
@@ -223,7 +168,10 @@ func (h *onPublish) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if cmd.Name() == "publish" {
 			n := h.n.Add(1)
 			if h.at != nil {
-				h.at(n)
+				if err := h.at(ctx, n); err != nil {
+					cmd.SetErr(err)
+					return err
+				}
 			}
 			if h.detach {
 				ctx = context.WithoutCancel(ctx)
@@ -235,6 +183,23 @@ func (h *onPublish) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *onPublish) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+var errPublishRefused = errors.New("onPublish: refused")
+
+// publishRefuser refuses every PUBLISH while failing is set, and counts
+// those it refused; its refuse is an onPublish's at.
+type publishRefuser struct {
+	failing atomic.Bool
+	refused atomic.Int64
+}
+
+func (r *publishRefuser) refuse(context.Context, int64) error {
+	if !r.failing.Load() {
+		return nil
+	}
+	r.refused.Add(1)
+	return errPublishRefused
 }
 
 // windowEnds returns a channel closed, from a goroutine of its own, when a
@@ -256,20 +221,6 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// await returns what c delivers, failing t if nothing comes within
-// waitFor.
-func await[T any](t testing.TB, c <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-time.After(waitFor):
-		t.Fatalf("%s never happened", what)
-		var zero T
-		return zero
 	}
 }
 
@@ -439,10 +390,11 @@ func TestInvalidatorClusterWide(t *testing.T) {
 func TestInvalidatorLocalDeliveryDoesNotWait(t *testing.T) {
 	var ended <-chan struct{} // set before the first Announce
 	published := make(chan struct{}, 1)
-	hook := &onPublish{at: func(n int64) {
+	hook := &onPublish{at: func(_ context.Context, n int64) error {
 		if n == 1 {
 			published <- struct{}{}
 		}
+		return nil
 	}}
 	client := newTimeoutClient(t, redistest.Addr(t))
 	client.AddHook(hook)
@@ -454,7 +406,7 @@ func TestInvalidatorLocalDeliveryDoesNotWait(t *testing.T) {
 	// A message goes out, which holds the next one back for a second.
 	ended = windowEnds(redisstore.MaxBatchWindow)
 	require.NoError(t, sub.Announce(context.Background(), "first"))
-	await(t, published, "the PUBLISH of the first key")
+	receive(t, published, "the PUBLISH of the first key")
 
 	// Subscribed only now, so that nothing but Restored is queued before k.
 	type seen struct {
@@ -471,7 +423,7 @@ func TestInvalidatorLocalDeliveryDoesNotWait(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, toSub.Close()) })
 	require.NoError(t, sub.Announce(context.Background(), "k"))
-	s := await(t, gotK, "the local delivery of k")
+	s := receive(t, gotK, "the local delivery of k")
 	require.False(t, s.windowEnded, "delivered before the window closed")
 	require.Equal(t, int64(1), s.publishes, "delivered before its PUBLISH began")
 	require.Equal(t, []tiercache.InvalidationKind{tiercache.SubscriptionRestored, tiercache.KeysChanged}, to.kinds())
@@ -490,11 +442,12 @@ func TestInvalidatorBatching(t *testing.T) {
 	late := make(chan bool, 1)
 	hold := make(chan struct{})
 	release := sync.OnceFunc(func() { close(hold) })
-	hook := &onPublish{detach: true, at: func(n int64) {
+	hook := &onPublish{detach: true, at: func(_ context.Context, n int64) error {
 		if n == 1 {
 			late <- isClosed(ended)
 			<-hold
 		}
+		return nil
 	}}
 	clientA := newTimeoutClient(t, redistest.Addr(t))
 	clientA.AddHook(hook)
@@ -511,7 +464,7 @@ func TestInvalidatorBatching(t *testing.T) {
 	ended = windowEnds(window)
 	start := time.Now()
 	require.NoError(t, sub.Announce(context.Background(), "alone"))
-	require.False(t, await(t, late, `the PUBLISH of "alone"`), "the first key after a quiet window does not wait")
+	require.False(t, receive(t, late, `the PUBLISH of "alone"`), "the first key after a quiet window does not wait")
 
 	want := []string{"alone"}
 	for n := range 100 { // while the first message is held, within the window it opened
@@ -628,9 +581,9 @@ func TestInvalidatorNewerVersionFlushes(t *testing.T) {
 // again.
 func TestInvalidatorPublishRetries(t *testing.T) {
 	channel := newChannel()
-	hook := &publishHook{}
+	hook := &publishRefuser{}
 	clientA := newTimeoutClient(t, redistest.Addr(t))
-	clientA.AddHook(hook)
+	clientA.AddHook(&onPublish{at: hook.refuse})
 	invA := newInvalidator(t, clientA, redisstore.InvalidatorOptions{Channel: channel})
 	invB := newInvalidator(t, newTimeoutClient(t, redistest.Addr(t)), redisstore.InvalidatorOptions{Channel: channel})
 	from, to := &recorder{}, &recorder{}
@@ -660,10 +613,21 @@ func TestInvalidatorPublishRetries(t *testing.T) {
 // L1s, which covers every key.
 func TestInvalidatorPublishQueueOverflow(t *testing.T) {
 	channel := newChannel()
-	hook := &holdFirstPublish{release: make(chan struct{})}
-	var once sync.Once
-	release := func() { once.Do(func() { close(hook.release) }) }
+	// The first PUBLISH is held until released (or its ctx ends), then
+	// refused; the others go through.
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
 	t.Cleanup(release)
+	hook := &onPublish{at: func(ctx context.Context, n int64) error {
+		if n > 1 {
+			return nil
+		}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return errPublishRefused
+	}}
 	clientA := newTimeoutClient(t, redistest.Addr(t))
 	clientA.AddHook(hook)
 	invA := newInvalidator(t, clientA, redisstore.InvalidatorOptions{Channel: channel, MaxPendingKeys: 4})
@@ -677,7 +641,7 @@ func TestInvalidatorPublishQueueOverflow(t *testing.T) {
 	// k0 goes out at once; its PUBLISH hangs, so that the keys announced
 	// meanwhile outgrow MaxPendingKeys, and then fails.
 	require.NoError(t, sub.Announce(context.Background(), "k0"))
-	require.Eventually(t, func() bool { return hook.attempts.Load() == 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { return hook.n.Load() == 1 }, waitFor, tick)
 	for n := range 9 {
 		require.NoError(t, sub.Announce(context.Background(), fmt.Sprint("k", n+1)), "Announce never blocks nor fails")
 	}
@@ -857,13 +821,14 @@ func TestInvalidatorClose(t *testing.T) {
 	var ended <-chan struct{} // set before the first Announce
 	published := make(chan struct{}, 1)
 	inTime := make(chan bool, 1)
-	hook := &onPublish{at: func(n int64) {
+	hook := &onPublish{at: func(_ context.Context, n int64) error {
 		switch n {
 		case 1:
 			published <- struct{}{}
 		case 2:
 			inTime <- !isClosed(ended)
 		}
+		return nil
 	}}
 	client := newTimeoutClient(t, redistest.Addr(t))
 	client.AddHook(hook)
@@ -881,10 +846,10 @@ func TestInvalidatorClose(t *testing.T) {
 	require.Equal(t, int64(2), client.PubSubNumSub(context.Background(), channel).Val()[channel])
 	ended = windowEnds(redisstore.MaxBatchWindow)
 	require.NoError(t, sub.Announce(context.Background(), "first"))
-	await(t, published, "the PUBLISH of the first key")
+	receive(t, published, "the PUBLISH of the first key")
 	require.NoError(t, sub.Announce(context.Background(), "k")) // waits for the window to end
 	require.NoError(t, invA.Close())
-	require.True(t, await(t, inTime, "the PUBLISH of the waiting key"), "Close did not wait for the window")
+	require.True(t, receive(t, inTime, "the PUBLISH of the waiting key"), "Close did not wait for the window")
 	require.Eventually(t, func() bool {
 		return client.PubSubNumSub(context.Background(), channel).Val()[channel] == 1
 	}, waitFor, tick, "A unsubscribed")
@@ -902,9 +867,9 @@ func TestInvalidatorClose(t *testing.T) {
 // Close gives up on keys it cannot publish within its deadline, and counts
 // them.
 func TestInvalidatorCloseDropsWhatCannotBeSent(t *testing.T) {
-	hook := &publishHook{}
+	hook := &publishRefuser{}
 	client := newTimeoutClient(t, redistest.Addr(t))
-	client.AddHook(hook)
+	client.AddHook(&onPublish{at: hook.refuse})
 	inv, err := redisstore.NewInvalidator(client, &redisstore.InvalidatorOptions{Channel: newChannel()})
 	require.NoError(t, err)
 	r := &recorder{}

@@ -68,6 +68,16 @@ func TestSetStoresACopyAndGetSharesIt(t *testing.T) {
 	require.Same(t, first, second, "Get returns the stored pointer, not a copy")
 }
 
+// requireLivesAMinute checks, in a synctest bubble, that key holds want
+// until a minute from now and not a nanosecond longer.
+func requireLivesAMinute(t *testing.T, s *otterstore.Store[string], key, want string) {
+	t.Helper()
+	time.Sleep(time.Minute - time.Nanosecond)
+	requireHit(t, s, key, want)
+	time.Sleep(time.Nanosecond)
+	requireMiss(t, s, key)
+}
+
 // The expiry tests run in a synctest bubble: the Store's clock and otter's
 // are the bubble's, so time.Sleep moves both without waiting.
 func TestExpiry(t *testing.T) {
@@ -78,10 +88,7 @@ func TestExpiry(t *testing.T) {
 		{"an entry expires at its Expire", func(t *testing.T, s *otterstore.Store[string]) {
 			expire := time.Now().Add(time.Minute)
 			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
-			time.Sleep(time.Minute - time.Nanosecond)
-			requireHit(t, s, "k", "v")
-			time.Sleep(time.Nanosecond)
-			requireMiss(t, s, "k")
+			requireLivesAMinute(t, s, "k", "v")
 			time.Sleep(2 * time.Second) // otter's periodic clean-up removes it
 			require.False(t, s.HoldsRaw("k"))
 			require.Zero(t, s.Len())
@@ -89,19 +96,13 @@ func TestExpiry(t *testing.T) {
 		{"an Expire without a monotonic reading, as decoded from L2", func(t *testing.T, s *otterstore.Store[string]) {
 			expire := time.Now().Add(time.Minute).Round(0) // wall clock only
 			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
-			time.Sleep(time.Minute - time.Nanosecond)
-			requireHit(t, s, "k", "v")
-			time.Sleep(time.Nanosecond)
-			requireMiss(t, s, "k")
+			requireLivesAMinute(t, s, "k", "v")
 		}},
 		{"an Expire decoded from L2 after the system clock stepped forward", func(t *testing.T, s *otterstore.Store[string]) {
 			s.StepWallClock(time.Hour)
 			expire := time.Now().Add(time.Hour + time.Minute).Round(0) // a minute from the stepped clock
 			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
-			time.Sleep(time.Minute - time.Nanosecond)
-			requireHit(t, s, "k", "v")
-			time.Sleep(time.Nanosecond)
-			requireMiss(t, s, "k")
+			requireLivesAMinute(t, s, "k", "v")
 			time.Sleep(2 * time.Second) // otter's periodic clean-up removes it
 			require.False(t, s.HoldsRaw("k"))
 		}},
@@ -109,19 +110,13 @@ func TestExpiry(t *testing.T) {
 			s.StepWallClock(-time.Hour)
 			expire := time.Now().Add(-time.Hour + time.Minute).Round(0) // a minute from the stepped clock
 			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
-			time.Sleep(time.Minute - time.Nanosecond)
-			requireHit(t, s, "k", "v")
-			time.Sleep(time.Nanosecond)
-			requireMiss(t, s, "k")
+			requireLivesAMinute(t, s, "k", "v")
 		}},
 		{"a step of the system clock after Set does not move an Expire decoded from L2", func(t *testing.T, s *otterstore.Store[string]) {
 			expire := time.Now().Add(time.Minute).Round(0)
 			requireSet(t, s, "k", tiercache.CacheValue[string]{Data: "v", Expire: expire})
 			s.StepWallClock(time.Hour)
-			time.Sleep(time.Minute - time.Nanosecond)
-			requireHit(t, s, "k", "v")
-			time.Sleep(time.Nanosecond)
-			requireMiss(t, s, "k")
+			requireLivesAMinute(t, s, "k", "v")
 		}},
 		{"an Expire centuries away", func(t *testing.T, s *otterstore.Store[string]) {
 			far := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) // no monotonic reading

@@ -121,7 +121,7 @@ func (o *Observer) Observe(ctx context.Context, e tiercache.Event) {
 		st := e.Outcome()
 		in.opDuration.Record(ctx, e.Duration.Seconds(), s.opOpts(e.Op, st, e.Layer).rec...)
 		if o.tracer != nil {
-			endSpan(ctx, e, st, s)
+			o.endSpan(ctx, e, st, s)
 		}
 	case tiercache.EventLoad:
 		st := e.Outcome()

@@ -23,8 +23,9 @@ const (
 const exceptionMessageKey = attribute.Key("exception.message")
 
 // opSpanKey marks the ctx StartOp returns with the span it started, so that
-// EventOpDone ends that span and never one it did not start.
-type opSpanKey struct{}
+// EventOpDone ends that span and never one it did not start: not even one
+// another Observer started in the same ctx (two behind a MultiObserver).
+type opSpanKey struct{ o *Observer }
 
 // spanName is the name of op's span, such as "tiercache.get".
 func spanName(op tiercache.Op) string { return "tiercache." + op.String() }
@@ -45,12 +46,12 @@ func (o *Observer) StartOp(ctx context.Context, op tiercache.Op, cache string) c
 	} else {
 		ctx, span = o.tracer.Start(ctx, spanName(op), trace.WithAttributes(OperationKey.String(op.String())))
 	}
-	return context.WithValue(ctx, opSpanKey{}, span)
+	return context.WithValue(ctx, opSpanKey{o}, span)
 }
 
 // endSpan ends the span StartOp put in ctx, with the outcome of e.
-func endSpan(ctx context.Context, e tiercache.Event, st status, s *cacheSets) {
-	span, ok := ctx.Value(opSpanKey{}).(trace.Span)
+func (o *Observer) endSpan(ctx context.Context, e tiercache.Event, st status, s *cacheSets) {
+	span, ok := ctx.Value(opSpanKey{o}).(trace.Span)
 	if !ok {
 		return // StartOp was not called: the span in ctx belongs to someone else
 	}
@@ -87,19 +88,25 @@ func (o *Observer) loadEvent(ctx context.Context, e tiercache.Event, st status, 
 	o.spanEvent(ctx, spanLoad, e.Duration, s, attrs...)
 }
 
-// spanEvent adds the event name to the span in ctx, the operation's. When
-// that span has ended (the work ran in the background and outlived it) the
-// event becomes a span of its own, a child of the operation's, that lasted
-// d up to now. Nothing is recorded when the operation's span was not
-// sampled.
+// spanEvent adds the event name to the operation's span: the one StartOp
+// put in ctx, or else the span in ctx. When that span has ended (the work
+// ran in the background and outlived it) the event becomes a span of its
+// own, a child of the operation's, that lasted d up to now. Nothing is
+// recorded when the operation's span was not sampled.
 func (o *Observer) spanEvent(ctx context.Context, name string, d time.Duration, s *cacheSets, attrs ...attribute.KeyValue) {
-	span := trace.SpanFromContext(ctx)
+	span, ok := ctx.Value(opSpanKey{o}).(trace.Span)
+	if !ok {
+		span = trace.SpanFromContext(ctx)
+	}
 	if span.IsRecording() {
 		span.AddEvent(name, trace.WithAttributes(attrs...))
 		return
 	}
 	if !span.SpanContext().IsSampled() {
 		return
+	}
+	if ok {
+		ctx = trace.ContextWithSpan(ctx, span) // not another Observer's, started inside it
 	}
 	end := time.Now()
 	_, child := o.tracer.Start(ctx, name,

@@ -8,7 +8,9 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tiercache/tiercache"
@@ -278,5 +280,52 @@ func TestUnsampledOperation(t *testing.T) {
 	off.run()
 	if spans := h.spans.Ended(); len(spans) != 0 {
 		t.Errorf("%d spans recorded, want none", len(spans))
+	}
+}
+
+// Two tracing Observers behind a MultiObserver, exporting to two
+// TracerProviders, each end the span they started and no other, put their
+// events on it, and parent their background spans on it.
+func TestTwoTracingObservers(t *testing.T) {
+	var recorders [2]*tracetest.SpanRecorder
+	var obs [2]tiercache.Observer
+	for i := range obs {
+		recorders[i] = tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorders[i]))
+		defer tp.Shutdown(context.Background())
+		o, err := tco.New(&tco.Options{Tracing: true, TracerProvider: tp, MeterProvider: noop.NewMeterProvider()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs[i] = o
+	}
+	off := &deferredOffload{}
+	l2 := backendtest.NewMemory[string]()
+	c, err := tiercache.New[string](backendtest.NewMemory[string](), l2,
+		&tiercache.Options[string]{Name: "users", Observer: tiercache.MultiObserver(obs[0], obs[1]), Offload: off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	l2.Put("c", tiercache.CacheValue[string]{Data: "in L2"})
+	if _, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "v", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Get(context.Background(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	off.run() // the refill of "c", after the Get's span ended
+	for i, r := range recorders {
+		if started, ended := len(r.Started()), len(r.Ended()); started != 3 || ended != 3 {
+			t.Fatalf("Observer %d: %d spans started, %d ended; want 3 and 3 (get_or_load, get, refill)", i, started, ended)
+		}
+		spans := map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range r.Ended() {
+			spans[s.Name()] = s
+		}
+		event(t, spans["tiercache.get_or_load"], "tiercache.load")
+		if got, want := spans["tiercache.refill"].Parent().SpanID(), spans["tiercache.get"].SpanContext().SpanID(); got != want {
+			t.Errorf("Observer %d: refill's parent %v, want its get's span %v", i, got, want)
+		}
 	}
 }

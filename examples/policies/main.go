@@ -20,7 +20,7 @@
 // reads L2 served, and how many L2 reads the policy started, which is the
 // load it puts on the shared layer.
 //
-// Run it with `make demo`, or with `go run ./policies` in the examples module.
+// Run it with `make demo-policies`, or with `go run ./policies` in the examples module.
 package main
 
 import (

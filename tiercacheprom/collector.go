@@ -35,7 +35,7 @@ var (
 //	tiercache_layer_reads_total{cache,layer,status}   reads of each layer; layer l1 or l2, status hit, miss, failed or abandoned
 //	tiercache_loads_total{cache}                      loader calls
 //	tiercache_load_errors_total{cache}                loader calls that failed, ErrNotFound aside
-//	tiercache_load_not_found_total{cache}             loader calls that returned ErrNotFound
+//	tiercache_load_not_found_total{cache}             keys a loader found missing
 //	tiercache_coalesced_total{cache}                  GetOrLoad calls that shared another caller's L2 read or load
 //	tiercache_refills_total{cache}                    L2 values copied into L1
 //	tiercache_refills_skipped_total{cache}            refills dropped because the key was written meanwhile
@@ -86,7 +86,7 @@ var counterDefs = []struct {
 }{
 	{"loads", "Loader calls.", func(s *tiercache.Stats) uint64 { return s.Loads }},
 	{"load_errors", "Loader calls that failed, ErrNotFound aside.", func(s *tiercache.Stats) uint64 { return s.LoadErrors }},
-	{"load_not_found", "Loader calls that returned ErrNotFound.", func(s *tiercache.Stats) uint64 { return s.NotFound }},
+	{"load_not_found", "Keys a loader found missing: GetOrLoad loader calls that returned ErrNotFound, keys a GetOrLoadMany loader omitted.", func(s *tiercache.Stats) uint64 { return s.NotFound }},
 	{"coalesced", "GetOrLoad calls that shared an L2 read or a load started by another caller.", func(s *tiercache.Stats) uint64 { return s.Coalesced }},
 	{"refills", "L2 values copied into L1.", func(s *tiercache.Stats) uint64 { return s.Refills }},
 	{"refills_skipped", "Refills dropped because the key was written while the value was read.", func(s *tiercache.Stats) uint64 { return s.RefillsSkipped }},

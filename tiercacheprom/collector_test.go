@@ -94,7 +94,7 @@ tiercache_loads_total{cache="users"} 3
 # HELP tiercache_load_errors_total Loader calls that failed, ErrNotFound aside.
 # TYPE tiercache_load_errors_total counter
 tiercache_load_errors_total{cache="users"} 1
-# HELP tiercache_load_not_found_total Loader calls that returned ErrNotFound.
+# HELP tiercache_load_not_found_total Keys a loader found missing: GetOrLoad loader calls that returned ErrNotFound, keys a GetOrLoadMany loader omitted.
 # TYPE tiercache_load_not_found_total counter
 tiercache_load_not_found_total{cache="users"} 1
 # HELP tiercache_refills_total L2 values copied into L1.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -29,7 +30,7 @@ var DefaultBuckets = []float64{
 // ObserverOptions configures an Observer. The zero value is valid.
 type ObserverOptions struct {
 	// Buckets are the upper bounds, in seconds, of the histograms' buckets,
-	// in increasing order. Nil: DefaultBuckets.
+	// in increasing order. Nil or empty: DefaultBuckets.
 	Buckets []float64
 }
 
@@ -90,7 +91,7 @@ func NewObserver(opts *ObserverOptions) (*Observer, error) {
 		return nil, err
 	}
 	buckets := o.Buckets
-	if buckets == nil {
+	if len(buckets) == 0 {
 		buckets = DefaultBuckets
 	}
 	buckets = append([]float64(nil), buckets...) // neither the caller nor DefaultBuckets can change them later
@@ -139,7 +140,7 @@ func (o *Observer) Collect(ch chan<- prometheus.Metric) {
 }
 
 // series returns the series of the cache named name, made on its first
-// event. The map is replaced, never written, so that it is read without a
+// event; bytes of name that are not UTF-8 read U+FFFD in the cache label. The map is replaced, never written, so that it is read without a
 // lock.
 func (o *Observer) series(name string) *cacheSeries {
 	if m := o.caches.Load(); m != nil {
@@ -159,7 +160,8 @@ func (o *Observer) series(name string) *cacheSeries {
 	if old != nil {
 		maps.Copy(m, *old)
 	}
-	s := &cacheSeries{name: name}
+	// A label value must be valid UTF-8, or the vector panics.
+	s := &cacheSeries{name: strings.ToValidUTF8(name, "\uFFFD")}
 	m[name] = s
 	o.caches.Store(&m)
 	return s

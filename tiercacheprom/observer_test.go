@@ -209,6 +209,22 @@ func TestObserverOfSeveralCaches(t *testing.T) {
 	})
 }
 
+// TestObserverCacheNameNotUTF8 shows a cache name with bytes that are not
+// UTF-8 recorded under U+FFFD, where the vector would panic on it.
+func TestObserverCacheNameNotUTF8(t *testing.T) {
+	obs, err := tiercacheprom.NewObserver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(obs)
+	c, _, _ := newCache(t, func(o *tiercache.Options[string]) { o.Name, o.Observer = "users\xff", obs })
+	_, _, _ = c.Get(context.Background(), "k")
+	equalCounts(t, "operation", histCounts(t, reg, "tiercache_operation_duration_seconds"), map[string]uint64{
+		"cache=users\uFFFD,layer=,operation=get,status=miss": 1,
+	})
+}
+
 // TestObserverConcurrently records events of several caches at once, for
 // the race detector.
 func TestObserverConcurrently(t *testing.T) {
@@ -247,6 +263,7 @@ func TestObserverOptions(t *testing.T) {
 		wantErr bool
 	}{
 		{"nil: the defaults", nil, false},
+		{"empty: the defaults", []float64{}, false},
 		{"increasing", []float64{0.001, 0.1}, false},
 		{"decreasing", []float64{0.1, 0.001}, true},
 		{"repeated", []float64{0.1, 0.1}, true},
@@ -262,12 +279,31 @@ func TestObserverOptions(t *testing.T) {
 		})
 	}
 
+	for _, empty := range [][]float64{nil, {}} {
+		obs, err := tiercacheprom.NewObserver(&tiercacheprom.ObserverOptions{Buckets: empty})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bucketBounds(t, obs); !slices.Equal(got, tiercacheprom.DefaultBuckets) {
+			t.Errorf("Buckets %#v: bounds %v, want DefaultBuckets %v", empty, got, tiercacheprom.DefaultBuckets)
+		}
+	}
+
 	buckets := []float64{0.001, 0.1}
 	obs, err := tiercacheprom.NewObserver(&tiercacheprom.ObserverOptions{Buckets: buckets})
 	if err != nil {
 		t.Fatal(err)
 	}
 	buckets[0] = 5 // the Observer keeps its own copy
+	if got := bucketBounds(t, obs); !slices.Equal(got, []float64{0.001, 0.1}) {
+		t.Errorf("bounds %v, want 0.001 and 0.1", got)
+	}
+}
+
+// bucketBounds records one load with obs and returns the upper bounds of
+// its histogram's buckets.
+func bucketBounds(t *testing.T, obs *tiercacheprom.Observer) []float64 {
+	t.Helper()
 	obs.Observe(context.Background(), tiercache.Event{Kind: tiercache.EventLoad, Duration: time.Millisecond})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(obs)
@@ -275,7 +311,9 @@ func TestObserverOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := mfs[0].GetMetric()[0].GetHistogram().GetBucket(); len(b) != 2 || b[0].GetUpperBound() != 0.001 {
-		t.Errorf("buckets %v, want 0.001 and 0.1", b)
+	var bounds []float64
+	for _, b := range mfs[0].GetMetric()[0].GetHistogram().GetBucket() {
+		bounds = append(bounds, b.GetUpperBound())
 	}
+	return bounds
 }

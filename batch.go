@@ -847,6 +847,9 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 				f.l2Err = errGoexit
 				close(f.l2Done)
 			}
+			if f.successor != nil && f.loading {
+				continue // answered by its successor's load (see follow)
+			}
 			c.resolveLocked(f, nil, errGoexit)
 		}
 	}()
@@ -878,9 +881,14 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 		for i, f := range owned {
 			f.l2Value, f.l2Err = l2.vals[i], l2.errs[i]
 			close(f.l2Done)
-			if v := l2.vals[i]; v != nil {
+			switch v := l2.vals[i]; {
+			case v != nil:
 				c.resolveLocked(f, v, nil)
-			} else {
+			case f.successor != nil:
+				// A refresh took the key over during the read (see
+				// refresh): f answers with its load.
+				c.startLoadLocked(f, nil, false)
+			default:
 				f.loading = true
 				missing = append(missing, f)
 				missingTickets = append(missingTickets, tickets[i])
@@ -1015,8 +1023,8 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 	}
 	pending := pickFlights(flights, idx, ok)
 	c.flights.mu.Lock()
-	for _, f := range pending {
-		f.pendingL2 = true
+	for j, f := range pending {
+		f.pendingL2, f.answered = true, after[j]
 	}
 	c.flights.mu.Unlock()
 	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {

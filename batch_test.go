@@ -2049,3 +2049,108 @@ func TestGetOrLoadManyRefreshWhileL2ReadInFlightLoadsOnce(t *testing.T) {
 		require.EqualValues(t, 1, loads.Load(), "one load of the key")
 	})
 }
+
+// As TestGetOrLoadDeleteBeforeAnswerIsNotUndone, for a batch load.
+func TestGetOrLoadManyDeleteBeforeAnswerIsNotUndone(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		held := &heldOffload{}
+		var c *tiercache.Cache[string]
+		deleted := false
+		off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
+			if kind == tiercache.OffloadKindWriteL2 && !deleted {
+				deleted = true // the Delete lands between the L1 store and the answer
+				require.NoError(t, c.Delete(context.Background(), "k"))
+			}
+			return held.Go(kind, task)
+		})
+		c = newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
+		t.Cleanup(func() { held.run() })
+		loadAs := func(v string) func(context.Context, []string) (map[string]string, error) {
+			return func(_ context.Context, keys []string) (map[string]string, error) {
+				m := map[string]string{}
+				for _, k := range keys {
+					m[k] = v
+				}
+				return m, nil
+			}
+		}
+		m, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loadAs("first"))
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "first"}, m)
+		require.True(t, deleted)
+		m, err = c.GetOrLoadMany(context.Background(), []string{"k"}, loadAs("second"))
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "second"}, m, "the deleted value is not served again")
+	})
+}
+
+// As TestGetOrLoadJoinsFlightUntilItsValueIsInL2, for a batch load.
+func TestGetOrLoadManyJoinsFlightUntilItsValueIsInL2(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		off := &heldOffload{}
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
+		t.Cleanup(func() { off.run() })
+		loads := 0
+		load := func(_ context.Context, keys []string) (map[string]string, error) {
+			loads++
+			return map[string]string{"k": "v"}, nil
+		}
+		require.NoError(t, c.Set(context.Background(), "k", "old", 0)) // the key's stripe has seen writes
+		clearBackend(l1)
+		clearBackend(l2)
+		m, err := c.GetOrLoadMany(context.Background(), []string{"k"}, load)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "v"}, m)
+		require.NoError(t, l1.Delete(context.Background(), "k")) // as if this caller had read L1 before the store
+		m, err = c.GetOrLoadMany(context.Background(), []string{"k"}, load)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k": "v"}, m)
+		require.Equal(t, 1, loads, "no second load")
+	})
+}
+
+// As TestGetOrLoadNoRefreshWhileL2ReadInFlight, for a batch's flight: a
+// refresh that takes a key over while GetOrLoadMany's L2 read of it is
+// under way loads the key once.
+func TestGetOrLoadManyNoRefreshWhileL2ReadInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2Gate, openL2 := loadGate(t)
+		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+		var mu sync.Mutex
+		loads := 0
+		loadOne := func(context.Context) (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			loads++
+			return fmt.Sprint("v", loads), nil
+		}
+		loadMany := func(ctx context.Context, keys []string) (map[string]string, error) {
+			v, err := loadOne(ctx)
+			return map[string]string{"k": v}, err
+		}
+
+		reading := goCall(t, context.Background(), "GetOrLoadMany", func(ctx context.Context) map[string]string {
+			m, err := c.GetOrLoadMany(ctx, []string{"k"}, loadMany) // its L2 read waits
+			require.NoError(t, err)
+			return m
+		})
+		synctest.Wait()
+		// A stale copy shows up in L1 meanwhile; a caller is served it.
+		l1.put("k", staleValue("old"))
+		v, err := c.GetOrLoad(context.Background(), "k", loadOne)
+		require.NoError(t, err)
+		require.Equal(t, "old", v)
+		synctest.Wait()
+		openL2() // the batch's L2 read misses: it answers with the refresh's load
+		m := await(t, reading, "GetOrLoadMany")
+		require.Equal(t, map[string]string{"k": "v1"}, m)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, 1, loads, "one load of the key")
+	})
+}

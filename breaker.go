@@ -117,11 +117,17 @@ func (c *Cache[T]) l2Allow() (breaker.Permit, bool) {
 }
 
 // l2Done reports an allowed L2 operation's outcome to the breaker: err
-// counts as a failure unless it is the caller's ctx that ended, a bad entry
-// (L2 answered), or a batch error naming the keys that failed (L2
-// answered the call).
+// counts as a failure unless it is a bad entry (L2 answered) or a batch
+// error naming the keys that failed (L2 answered the call). When the
+// caller's ctx ended first, the operation is abandoned: a probe then
+// neither closes nor opens the breaker.
 func l2Done(p breaker.Permit, caller context.Context, err error) {
-	p.Done(err != nil && caller.Err() == nil && !answered(err))
+	failed := err != nil && !answered(err)
+	if failed && caller.Err() != nil {
+		p.Abandon()
+		return
+	}
+	p.Done(failed)
 }
 
 // answered reports whether err says L2 answered: a bad entry, or some keys

@@ -195,3 +195,37 @@ func TestBreakerProbePanics(t *testing.T) {
 		require.Equal(t, tiercache.BreakerClosed, c.Stats().Breaker.State, "the next probe was let through")
 	})
 }
+
+// A probe its caller gave up on says nothing about L2: it neither closes
+// the breaker nor opens it again, and the next operation is a probe.
+func TestBreakerProbeCancelledByCallerDecidesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
+		c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
+		_, _, _ = c.Get(context.Background(), "k")
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+		time.Sleep(time.Second)
+
+		gate := make(chan struct{})
+		defer close(gate)
+		l2.configure(func(b *fakeBackend) { b.gate = gate }) // L2 hangs
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := c.Get(ctx, "k")
+			done <- err
+		}()
+		synctest.Wait() // the probe is in L2
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		require.NotEqual(t, tiercache.BreakerClosed, c.Stats().Breaker.State, "a cancelled probe did not succeed")
+		require.Equal(t, uint64(0), c.Stats().Breaker.Closes)
+
+		gets := l2.calls().gets
+		l2.configure(func(b *fakeBackend) { b.gate = nil }) // L2 still fails
+		_, _, _ = c.Get(context.Background(), "k")
+		require.Equal(t, gets+1, l2.calls().gets, "the next probe was let through")
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State, "and its failure opened the breaker")
+	})
+}

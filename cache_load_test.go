@@ -1764,3 +1764,56 @@ func TestGetOrLoadManyDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T)
 		requireLoadHolds(t, l2.fakeBackend, "k", "set", time.Time{}, time.Time{}, "the Set stays in L2")
 	})
 }
+
+// A Delete that lands after a load has put its value in L1 but before the
+// load has answered its flight is newer than the loaded value: a caller
+// that misses L1 afterwards does not take that value from the flight, which
+// is still waiting for its L2 write.
+func TestGetOrLoadDeleteBeforeAnswerIsNotUndone(t *testing.T) {
+	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		held := &heldOffload{}
+		var c *tiercache.Cache[string]
+		deleted := false
+		off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
+			if kind == tiercache.OffloadKindWriteL2 && !deleted {
+				deleted = true // the Delete lands between the L1 store and the answer
+				require.NoError(t, c.Delete(context.Background(), "k"))
+			}
+			return held.Go(kind, task)
+		})
+		c = newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
+		t.Cleanup(func() { held.run() })
+		v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "first", nil })
+		require.NoError(t, err)
+		require.Equal(t, "first", v)
+		require.True(t, deleted)
+		v, err = c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "second", nil })
+		require.NoError(t, err)
+		require.Equal(t, "second", v, "the deleted value is not served again")
+	})
+}
+
+// A GetOrLoad that finds a value in L1 returns it, even when its L2 read
+// joined another caller's load, which failed: errors only when nothing
+// could answer.
+func TestGetOrLoadL1HitBesideAFailedLoadIsNotAnError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: tiercache.ParallelReadPolicy[string]{}})
+		gate, open := loadGate(t)
+		failing := goGetOrLoad(t, context.Background(), c, "k", func(ctx context.Context) (string, error) {
+			<-gate
+			return "", errOrigin
+		})
+		synctest.Wait() // its load is under way
+		l1.put("k", tiercache.CacheValue[string]{Data: "in L1"})
+		hit := goGetOrLoad(t, context.Background(), c, "k", func(context.Context) (string, error) { return "loaded", nil })
+		synctest.Wait()
+		open()
+		require.ErrorIs(t, awaitLoad(t, failing).err, errOrigin)
+		r := awaitLoad(t, hit)
+		require.NoError(t, r.err)
+		require.Equal(t, "in L1", r.v)
+	})
+}

@@ -75,7 +75,7 @@ func (c *Cache[T]) getOrLoad(ctx context.Context, key string, load func(ctx cont
 	l1, readsL1 := c.l1Reader()
 	res, err := c.policy.Read(ctx, key, l1, call.readL2, c.policyOff)
 	c.recordL1(ctx, readsL1, res.L1) // the shared L2 reads record themselves
-	if res.L2.Err != nil {
+	if res.Value == nil && res.L2.Err != nil {
 		var le *loadError
 		if errors.As(res.L2.Err, &le) { // joined someone else's load, which failed
 			return zero, le.err
@@ -306,9 +306,11 @@ type flight[T any] struct {
 	// flight answers with the successor's load rather than loading the key
 	// a second time.
 	successor *flight[T]
-	// answered is the key's ticket when a flight that stays joinable was
-	// answered: once a write, a delete or an invalidation of the key voids
-	// it, the flight's value is older than the cache's and nobody joins it.
+	// answered is the ticket the value of a flight that stays joinable was
+	// stored under (the load's own, taken before its reads): once a write,
+	// a delete or an invalidation of the key voids it, even one that landed
+	// before the flight was answered, the flight's value is older than the
+	// cache's and nobody joins it. Set with pendingL2.
 	answered keyguard.Ticket
 
 	// abandoned is set when every caller left the flight before it was
@@ -378,12 +380,8 @@ func (c *Cache[T]) resolveLocked(f *flight[T], v *CacheValue[T], err error) {
 	}
 	f.value, f.err, f.resolved = v, err, true
 	close(f.done)
-	if c.flights.m[f.key] == f {
-		if f.pendingL2 {
-			f.answered = c.guard.Ticket(f.key)
-		} else {
-			delete(c.flights.m, f.key)
-		}
+	if c.flights.m[f.key] == f && !f.pendingL2 {
+		delete(c.flights.m, f.key)
 	}
 }
 
@@ -817,7 +815,7 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 	// not void it, and a Set of the key since the load began does, even one
 	// that ended before this line.
 	c.flights.mu.Lock()
-	f.pendingL2 = true
+	f.pendingL2, f.answered = true, gen
 	c.flights.mu.Unlock()
 	return c.followUp(ctx, OffloadKindWriteL2, func(ctx context.Context) {
 		defer c.landed(f)

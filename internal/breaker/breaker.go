@@ -138,6 +138,23 @@ func (p Permit) Done(failed bool) {
 	b.setLocked(Closed)
 }
 
+// Abandon reports a call whose caller gave up before the backend answered:
+// it says nothing about the backend. A probe gives its place back without
+// closing or opening the breaker; any other call counts as Done(false).
+func (p Permit) Abandon() {
+	b := p.b
+	if b == nil {
+		return
+	}
+	if !p.probe {
+		p.Done(false)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.inFlight--
+}
+
 func (b *Breaker) openLocked() {
 	b.openedAt = b.now()
 	b.failures.Store(0)

@@ -50,27 +50,25 @@ func (g *Group) Running() int {
 // work while Close waits; once Close returns, Add refuses. Close may be
 // called again.
 func (g *Group) Close(ctx context.Context) error {
-	g.mu.Lock()
-	if g.n == 0 {
-		g.finished = true
-		g.mu.Unlock()
-		return nil
-	}
-	if g.idle == nil {
-		g.idle = make(chan struct{})
-	}
-	idle := g.idle
-	g.mu.Unlock()
-	select {
-	case <-idle:
+	for {
 		g.mu.Lock()
-		g.finished = true
+		if g.n == 0 { // checked under the lock: work added as n reached zero is waited for too
+			g.finished = true
+			g.mu.Unlock()
+			return nil
+		}
+		if g.idle == nil {
+			g.idle = make(chan struct{})
+		}
+		idle := g.idle
 		g.mu.Unlock()
-		return nil
-	case <-ctx.Done():
-		g.mu.Lock()
-		g.finished = true
-		g.mu.Unlock()
-		return ctx.Err()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			g.mu.Lock()
+			g.finished = true
+			g.mu.Unlock()
+			return ctx.Err()
+		}
 	}
 }

@@ -50,3 +50,29 @@ func TestCloseIdle(t *testing.T) {
 	require.NoError(t, g.Close(context.Background()))
 	require.False(t, g.Add())
 }
+
+// Work added right after the count reached zero, before a waiting Close
+// has seen it, is still waited for.
+func TestCloseWaitsForWorkAddedAsCountReachesZero(t *testing.T) {
+	for range 100 {
+		synctest.Test(t, func(t *testing.T) {
+			var g Group
+			require.True(t, g.Add())
+			closed := make(chan error, 1)
+			go func() { closed <- g.Close(context.Background()) }()
+			synctest.Wait() // Close waits
+			g.Done()
+			if !g.Add() { // Close has returned already: nothing to check
+				return
+			}
+			synctest.Wait()
+			select {
+			case err := <-closed:
+				t.Fatalf("Close returned (%v) with work under way", err)
+			default:
+			}
+			g.Done()
+			require.NoError(t, <-closed)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package tiercache
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,8 +20,29 @@ type coherence struct {
 	// first SubscriptionRestored): reads go around L1 and nothing is
 	// written into it.
 	distrusted atomic.Bool
-	lostAt     atomic.Int64 // unix nanoseconds of the last SubscriptionLost; 0 when subscribed
-	offline    atomic.Int64 // nanoseconds spent without a subscription, closed periods
+
+	mu      sync.Mutex    // guards lostAt and offline, read together
+	lostAt  time.Time     // the last SubscriptionLost, by the monotonic clock; zero when subscribed
+	offline time.Duration // spent without a subscription, closed periods
+}
+
+// markLost starts a period without a subscription, unless one is under way.
+func (co *coherence) markLost() {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	if co.lostAt.IsZero() {
+		co.lostAt = time.Now()
+	}
+}
+
+// markRestored ends the period without a subscription under way, if any.
+func (co *coherence) markRestored() {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	if !co.lostAt.IsZero() {
+		co.offline += time.Since(co.lostAt)
+		co.lostAt = time.Time{}
+	}
 }
 
 // subscribe joins inv. L1 is distrusted until inv says invalidations flow.
@@ -31,7 +53,7 @@ func (c *Cache[T]) subscribe(inv Invalidator) error {
 	}
 	c.coherence.flusher = flusher
 	c.coherence.distrusted.Store(true)
-	c.coherence.lostAt.Store(time.Now().UnixNano())
+	c.coherence.markLost()
 	sub, err := inv.Subscribe(c.onInvalidation)
 	if err != nil {
 		return fmt.Errorf("tiercache: New: subscribing to the Invalidator: %w", err)
@@ -61,7 +83,7 @@ func (c *Cache[T]) onInvalidation(e InvalidationEvent) {
 		if c.coherence.distrusted.Swap(true) {
 			return // lost already
 		}
-		c.coherence.lostAt.Store(time.Now().UnixNano())
+		c.coherence.markLost()
 		c.stats.subscriptionDrops.Add(1)
 		c.flushL1()
 		c.observe(context.Background(), Event{Kind: EventSubscriptionLost})
@@ -70,9 +92,7 @@ func (c *Cache[T]) onInvalidation(e InvalidationEvent) {
 			return
 		}
 		c.flushL1() // whatever L1 holds may have changed meanwhile
-		if lost := c.coherence.lostAt.Swap(0); lost != 0 {
-			c.coherence.offline.Add(time.Now().UnixNano() - lost)
-		}
+		c.coherence.markRestored()
 		c.coherence.distrusted.Store(false)
 		c.observe(context.Background(), Event{Kind: EventSubscriptionRestored})
 	}
@@ -139,11 +159,16 @@ func (c *Cache[T]) recordL1(ctx context.Context, read bool, rep LayerReport) {
 }
 
 // offlineFor returns the time spent without a subscription, the current
-// period included.
+// period included. It never decreases: both parts are read under one lock
+// and measured by the monotonic clock, which a change of the wall clock
+// does not move.
 func (c *Cache[T]) offlineFor() time.Duration {
-	d := c.coherence.offline.Load()
-	if lost := c.coherence.lostAt.Load(); lost != 0 && c.coherence.sub != nil {
-		d += time.Now().UnixNano() - lost
+	co := &c.coherence
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	d := co.offline
+	if !co.lostAt.IsZero() && co.sub != nil {
+		d += time.Since(co.lostAt)
 	}
-	return time.Duration(d)
+	return d
 }

@@ -373,3 +373,36 @@ func TestDistrustedL1CountsNoRead(t *testing.T) {
 		require.EqualValues(t, 3, s.L2.Hits+s.L2.Misses)
 	})
 }
+
+// Stats.Unsubscribed only grows, also read while the subscription is lost
+// and restored over and over: a period that ends is never missing from a
+// reading taken as it ends.
+func TestUnsubscribedNeverDecreases(t *testing.T) {
+	var handler func(tiercache.InvalidationEvent)
+	inv := tiercache.InvalidatorFunc(func(h func(tiercache.InvalidationEvent)) (tiercache.Subscription, error) {
+		handler = h
+		return &fakeSub{bus: &fakeBus{}}, nil
+	})
+	c := openCache(t, newFlushBackend(), newFakeBackend(), &tiercache.Options[string]{Invalidator: inv, Offload: &inlineOffload{}})
+	stop := make(chan struct{})
+	toggled := make(chan struct{})
+	go func() {
+		defer close(toggled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			handler(tiercache.InvalidationEvent{Kind: tiercache.SubscriptionRestored})
+			handler(tiercache.InvalidationEvent{Kind: tiercache.SubscriptionLost})
+		}
+	}()
+	defer func() { close(stop); <-toggled }()
+	last := c.Stats().Unsubscribed
+	for range 20_000 {
+		d := c.Stats().Unsubscribed
+		require.GreaterOrEqual(t, d, last, "Unsubscribed went back")
+		last = d
+	}
+}

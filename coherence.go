@@ -103,9 +103,29 @@ func (c *Cache[T]) flushL1() {
 	c.guard.InvalidateAll()
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
-	if err := c.coherence.flusher.Flush(ctx); err != nil {
+	if err := flush(ctx, c.coherence.flusher); err != nil {
 		c.writeFailed(ctx, L1, err)
 	}
+}
+
+// flush calls f.Flush, turning a panic into a *PanicError.
+func flush(ctx context.Context, f Flusher) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = newPanicError(p)
+		}
+	}()
+	return f.Flush(ctx)
+}
+
+// announceTo calls sub.Announce, turning a panic into a *PanicError.
+func announceTo(ctx context.Context, sub Subscription, keys []string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = newPanicError(p)
+		}
+	}()
+	return sub.Announce(ctx, keys...)
 }
 
 // announce tells the other caches that key has changed.
@@ -114,7 +134,7 @@ func (c *Cache[T]) announce(ctx context.Context, keys ...string) {
 	if sub == nil {
 		return
 	}
-	err := sub.Announce(ctx, keys...)
+	err := announceTo(ctx, sub, keys)
 	c.observe(ctx, Event{Kind: EventInvalidationSent, Keys: len(keys), Err: err})
 	if err != nil {
 		c.stats.invalidationErrors.Add(1)

@@ -406,3 +406,34 @@ func TestUnsubscribedNeverDecreases(t *testing.T) {
 		last = d
 	}
 }
+
+// panicFlushBackend is an L1 whose Flush panics.
+type panicFlushBackend struct{ *fakeBackend }
+
+func (panicFlushBackend) Flush(context.Context) error { panic("flush bug") }
+
+// panicAnnounceSub is a Subscription whose Announce panics.
+type panicAnnounceSub struct{}
+
+func (panicAnnounceSub) Announce(context.Context, ...string) error { panic("announce bug") }
+func (panicAnnounceSub) Close() error                              { return nil }
+
+// A Flusher or a Subscription that panics is that call's failure, counted
+// where a failure of it is, never a crash of the goroutine that called it.
+func TestPanickingFlushAndAnnounceAreFailures(t *testing.T) {
+	ctx := context.Background()
+	var handler func(tiercache.InvalidationEvent)
+	inv := tiercache.InvalidatorFunc(func(h func(tiercache.InvalidationEvent)) (tiercache.Subscription, error) {
+		handler = h
+		return panicAnnounceSub{}, nil
+	})
+	c := openCache(t, panicFlushBackend{newFakeBackend()}, newFakeBackend(), &tiercache.Options[string]{Invalidator: inv, Offload: &inlineOffload{}})
+	handler(tiercache.InvalidationEvent{Kind: tiercache.SubscriptionRestored}) // flushes L1
+	require.Equal(t, uint64(1), c.Stats().WriteErrors, "the flush that panicked")
+	require.NoError(t, c.Set(ctx, "k", "v", 0), "the value is written; only its announcement failed")
+	require.Equal(t, uint64(1), c.Stats().InvalidationErrors, "the announcement that panicked")
+	v, ok, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "v", v)
+}

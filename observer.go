@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,8 @@ import (
 // ctx (the caller's, or for background work a ctx carrying the caller's
 // values): it must be quick, safe for concurrent use, must not block, and
 // must not keep e.Err beyond the call unless it copies what it needs. A
+// panic in Observe (or StartOp) is recovered and counted in
+// Stats.ObserverPanics; the event is lost, the operation goes on. A
 // Cache without an Observer pays one nil check per event and allocates
 // nothing for it.
 type Observer interface {
@@ -173,7 +176,18 @@ func (c *Cache[T]) observe(ctx context.Context, e Event) {
 		return
 	}
 	e.Cache = c.opts.Name
-	c.obs.Observe(ctx, e)
+	observeContained(ctx, c.obs, &e, &c.stats.observerPanics)
+}
+
+// observeContained hands *e to o, recovering a panic of o and counting it
+// in panics.
+func observeContained(ctx context.Context, o Observer, e *Event, panics *atomic.Uint64) {
+	defer func() {
+		if recover() != nil {
+			panics.Add(1)
+		}
+	}()
+	o.Observe(ctx, *e)
 }
 
 // recordRead counts a layer's read in Stats and observes it.
@@ -203,9 +217,21 @@ type opInfo struct {
 // startOp begins an observed operation.
 func (c *Cache[T]) startOp(ctx context.Context, op Op) (context.Context, time.Time) {
 	if c.opObs != nil {
-		ctx = c.opObs.StartOp(ctx, op, c.opts.Name)
+		ctx = c.startOpObserved(ctx, op)
 	}
 	return ctx, time.Now()
+}
+
+// startOpObserved lets the OpObserver wrap ctx; when StartOp panics, the
+// operation runs with ctx as it was.
+func (c *Cache[T]) startOpObserved(ctx context.Context, op Op) (wrapped context.Context) {
+	wrapped = ctx
+	defer func() {
+		if recover() != nil {
+			c.stats.observerPanics.Add(1)
+		}
+	}()
+	return c.opObs.StartOp(ctx, op, c.opts.Name)
 }
 
 // endOp observes the end of an operation.

@@ -337,3 +337,46 @@ func TestMultiObserver(t *testing.T) {
 	require.Equal(t, []tiercache.Op{tiercache.OpGet}, b.starts)
 	require.Equal(t, "op:get", b.of(tiercache.EventOpDone)[0].trace)
 }
+
+// panickingObserver panics in Observe and, as an OpObserver, in StartOp.
+type panickingObserver struct{}
+
+func (panickingObserver) Observe(context.Context, tiercache.Event) { panic("observer bug") }
+func (panickingObserver) StartOp(context.Context, tiercache.Op, string) context.Context {
+	panic("observer bug")
+}
+
+// An Observer that panics cuts short neither an operation nor the
+// background work of one (a load runs on a goroutine of the cache's own):
+// each panic is recovered and counted, the event is lost.
+func TestPanickingObserverIsContained(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		obs  tiercache.Observer
+	}{
+		{"Observe", tiercache.ObserverFunc(func(context.Context, tiercache.Event) { panic("observer bug") })},
+		{"StartOp and Observe", panickingObserver{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			l1, l2 := newFakeBackend(), newFakeBackend()
+			c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{Observer: tt.obs})
+			v, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "loaded", nil })
+			require.NoError(t, err)
+			require.Equal(t, "loaded", v)
+			require.NoError(t, c.Set(ctx, "k2", "v2", 0))
+			v, ok, err := c.Get(ctx, "k2")
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, "v2", v)
+			got, err := c.GetOrLoadMany(ctx, []string{"k", "k3"}, func(_ context.Context, keys []string) (map[string]string, error) {
+				return map[string]string{"k3": "loaded3"}, nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, map[string]string{"k": "loaded", "k3": "loaded3"}, got)
+			require.NoError(t, c.Delete(ctx, "k2"))
+			require.NoError(t, c.Close(ctx), "the cache's background work ended")
+			require.GreaterOrEqual(t, c.Stats().ObserverPanics, uint64(5), "one at least for each operation's end")
+		})
+	}
+}

@@ -43,6 +43,11 @@ type Stats struct {
 	// OffloadRejected counts background work the Offload refused, and which
 	// was therefore not done.
 	OffloadRejected uint64
+	// ObserverPanics counts calls of the Observer (Observe, StartOp) that
+	// panicked. The panic is recovered where it happened, so that neither
+	// the operation nor a background goroutine is cut short; the event is
+	// lost.
+	ObserverPanics uint64
 
 	// InvalidationsSent counts keys this cache announced to the others.
 	InvalidationsSent uint64
@@ -162,6 +167,7 @@ type counters struct {
 	loads, loadErrors, notFound, coalesced          atomic.Uint64
 	refills, refillsSkipped, staleServed, refreshes atomic.Uint64
 	negativeHits, writeErrors, offloadRejected      atomic.Uint64
+	observerPanics                                  atomic.Uint64
 	invalidationsSent, invalidationErrors           atomic.Uint64
 	invalidationsReceived, invalidationEvictions    atomic.Uint64
 	subscriptionDrops                               atomic.Uint64
@@ -185,6 +191,7 @@ func (c *counters) snapshot() Stats {
 		NegativeHits:    c.negativeHits.Load(),
 		WriteErrors:     c.writeErrors.Load(),
 		OffloadRejected: c.offloadRejected.Load(),
+		ObserverPanics:  c.observerPanics.Load(),
 
 		InvalidationsSent:     c.invalidationsSent.Load(),
 		InvalidationErrors:    c.invalidationErrors.Load(),

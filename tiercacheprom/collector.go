@@ -44,6 +44,7 @@ var (
 //	tiercache_negative_hits_total{cache}              reads answered by a remembered absence
 //	tiercache_write_errors_total{cache}               background writes that failed
 //	tiercache_offload_rejected_total{cache}           background work the Offload refused, not done
+//	tiercache_observer_panics_total{cache}            Observer calls that panicked (recovered, the event lost)
 //	tiercache_invalidations_sent_total{cache}         keys announced to the other caches
 //	tiercache_invalidation_errors_total{cache}        announcements the Invalidator refused
 //	tiercache_invalidations_received_total{cache}     keys the other caches announced
@@ -95,6 +96,7 @@ var counterDefs = []struct {
 	{"negative_hits", "Reads answered by a remembered absence.", func(s *tiercache.Stats) uint64 { return s.NegativeHits }},
 	{"write_errors", "Background writes (refills, L2 writes of loaded values, evictions) that failed.", func(s *tiercache.Stats) uint64 { return s.WriteErrors }},
 	{"offload_rejected", "Background work the Offload refused, which was not done.", func(s *tiercache.Stats) uint64 { return s.OffloadRejected }},
+	{"observer_panics", "Observer calls that panicked; each was recovered and its event lost.", func(s *tiercache.Stats) uint64 { return s.ObserverPanics }},
 	{"invalidations_sent", "Keys announced to the other caches.", func(s *tiercache.Stats) uint64 { return s.InvalidationsSent }},
 	{"invalidation_errors", "Announcements the Invalidator refused.", func(s *tiercache.Stats) uint64 { return s.InvalidationErrors }},
 	{"invalidations_received", "Keys the other caches announced.", func(s *tiercache.Stats) uint64 { return s.InvalidationsReceived }},

@@ -57,8 +57,8 @@ func TestCollectorMapsEveryField(t *testing.T) {
 	if err := testutil.CollectAndCompare(c, want); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(c); n != 36 {
-		t.Errorf("%d series, want 36", n)
+	if n := testutil.CollectAndCount(c); n != 37 {
+		t.Errorf("%d series, want 37", n)
 	}
 }
 

@@ -59,7 +59,7 @@ func BenchmarkCacheGet(b *testing.B) {
 }
 
 // BenchmarkCollect measures a scrape of a Collector: one Stats snapshot and
-// 36 series.
+// 37 series.
 func BenchmarkCollect(b *testing.B) {
 	c, _, _ := newCache(b, nil)
 	col := tiercacheprom.NewCollector("users", c)

@@ -23,6 +23,7 @@ func fullStats() tiercache.Stats {
 		NegativeHits:          9,
 		WriteErrors:           10,
 		OffloadRejected:       11,
+		ObserverPanics:        25,
 		InvalidationsSent:     12,
 		InvalidationErrors:    13,
 		InvalidationsReceived: 14,

@@ -156,7 +156,9 @@ func leaveAtOnce(t *testing.T, c *tiercache.Cache[string], key string, load func
 	synctest.Wait()
 	cancel()
 	synctest.Wait()
-	require.ErrorIs(t, loadResultNow(t, gone).err, context.Canceled)
+	err := loadResultNow(t, gone).err
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorContains(t, err, fmt.Sprintf("tiercache: read %q: ", key), "the package and the key")
 }
 
 // loadResultNow returns the result of a GetOrLoad that must have returned
@@ -775,6 +777,7 @@ func TestGetOrLoadReturnsAtCallerDeadline(t *testing.T) {
 
 		r := awaitLoad(t, short)
 		require.ErrorIs(t, r.err, context.DeadlineExceeded)
+		require.ErrorContains(t, r.err, `tiercache: read "k": `, "the package and the key")
 		require.Equal(t, 10*time.Millisecond, r.at.Sub(start))
 		r = awaitLoad(t, long)
 		require.NoError(t, r.err)

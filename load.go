@@ -240,6 +240,9 @@ func (c *Cache[T]) abandonInline(ctx context.Context, f *flight[T], rep LayerRep
 // loaded turns what flight f answered into GetOrLoad's answer.
 func (c *Cache[T]) loaded(ctx context.Context, key string, v *CacheValue[T], err error, load func(context.Context) (T, error), f *flight[T], info *opInfo) (T, error) {
 	if err != nil {
+		if cerr := ctx.Err(); err == cerr {
+			err = readCanceled(key, err) // the caller's ctx ended while it waited
+		}
 		var zero T
 		return zero, err
 	}

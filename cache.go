@@ -288,8 +288,9 @@ func (c *Cache[T]) Stats() Stats {
 // Close stops the cache: every later call returns ErrClosed. It waits for
 // the background work under way (refills, refreshes, loads, offloaded
 // writes) until ctx ends; then it cancels what is left and returns ctx's
-// error. A cache's own OffloadPool is closed too; a shared Offload is not.
-// Close may be called again.
+// error. A cache's own OffloadPool is closed too; a shared Offload is not,
+// and this cache's tasks it starts after Close has given up return at once,
+// without touching the layers. Close may be called again.
 func (c *Cache[T]) Close(ctx context.Context) error {
 	c.closed.Store(true)
 	err := c.bg.Close(ctx)
@@ -417,6 +418,9 @@ func (c *Cache[T]) newRefill(ctx context.Context, key string, v *CacheValue[T], 
 // run is the refill as a task of the cache's Offload, counted by refill.
 func (j *refillJob[T]) run(taskCtx context.Context) {
 	defer j.c.bg.Done()
+	if j.c.closeCtx.Err() != nil {
+		return // Close gave up waiting before a shared Offload ran it
+	}
 	j.ctx.Set(j.values, taskCtx)
 	j.write(&j.ctx)
 }
@@ -505,6 +509,12 @@ func (t trackedOffload[T]) goOrDrop(kind string, task func(ctx context.Context),
 	}
 	ok := offloadGo(c.off, kind, func(ctx context.Context) {
 		defer c.bg.Done()
+		if c.closeCtx.Err() != nil { // Close gave up waiting before a shared Offload ran it
+			if dropped != nil {
+				dropped()
+			}
+			return
+		}
 		task(ctx)
 	}, release)
 	if !ok {

@@ -1617,3 +1617,48 @@ func TestSetDoesNotOutwaitItsDeadline(t *testing.T) {
 		require.Equal(t, "newer", got.Data, "lands after the load's write")
 	})
 }
+
+// A task of the cache that a shared Offload starts only after Close gave up
+// waiting for it does nothing: no layer is written after Close returned.
+func TestCloseGivenUpLeavesSharedOffloadTasksUndone(t *testing.T) {
+	l1, l2 := newFakeBackend(), newFakeBackend()
+	l2.put("k", tiercache.CacheValue[string]{Data: "v"})
+	held := &heldOffload{}
+	c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{Offload: held})
+	require.NoError(t, err)
+	_, _, err = c.Get(context.Background(), "k") // its refill is held
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, c.Close(ctx), context.Canceled, "Close gave up on the held refill")
+	require.Equal(t, []string{tiercache.OffloadKindRefill}, held.run())
+	requireMissing(t, l1, "k")
+	require.Zero(t, l1.calls().sets, "the refill did not run")
+}
+
+// A losing race read handed to a shared Offload that starts its task only
+// after Close gave up is cancelled then, not left to run on.
+func TestCloseGivenUpCancelsRaceLoserOfSharedOffload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l1.put("k", tiercache.CacheValue[string]{Data: "v"})
+		gate := make(chan struct{}) // never opened: L2 answers only when its ctx ends
+		l2.configure(func(b *fakeBackend) { b.gate = gate })
+		held := &heldOffload{}
+		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{
+			ReadPolicy: tiercache.RaceReadPolicy[string]{Loser: tiercache.LoserOffload},
+			Offload:    held,
+		})
+		require.NoError(t, err)
+		got, _, err := c.Get(context.Background(), "k")
+		require.NoError(t, err)
+		require.Equal(t, "v", got)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.ErrorIs(t, c.Close(ctx), context.Canceled, "Close gave up on the losing L2 read")
+		require.Equal(t, []string{tiercache.OffloadKindRaceLoser}, held.run(), "returns: the read is cancelled, not awaited")
+		synctest.Wait() // the read, cancelled, has returned
+	})
+}

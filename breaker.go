@@ -19,9 +19,11 @@ import (
 // an error wrapping ErrBreakerOpen (the value is not in L2, so it is not
 // acknowledged); a Delete clears L1 and returns an error wrapping
 // ErrBreakerOpen, since L2 still holds the key. Then up to Probes
-// operations are let through; the first that succeeds closes the breaker,
-// one that fails opens it for another CoolDown. A slow or dead Redis then costs the callers nothing beyond the
-// first few timeouts, instead of an L2Timeout each.
+// operations are let through (while they all run, others are treated as
+// while open); the first that succeeds closes the breaker, one that fails
+// opens it for another CoolDown. A slow or dead Redis then costs the
+// callers nothing beyond the first few timeouts, instead of an L2Timeout
+// each.
 type BreakerOptions struct {
 	// Failures is the run of consecutive L2 failures that opens the
 	// breaker. Zero: no breaker.

@@ -229,3 +229,40 @@ func TestBreakerProbeCancelledByCallerDecidesNothing(t *testing.T) {
 		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State, "and its failure opened the breaker")
 	})
 }
+
+// While the breaker is half-open and every probe's place is taken, a Set
+// does what it does while the breaker is open: L1 gets the value, L2 is not
+// called, and the error says L2 lacks it.
+func TestBreakerHalfOpenFullSetWritesL1Only(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
+		c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
+		_, _, _ = c.Get(context.Background(), "k")
+		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+		time.Sleep(time.Second)
+
+		gate := make(chan struct{})
+		l2.configure(func(b *fakeBackend) { b.gate = gate }) // the probe hangs in L2
+		probe := make(chan error, 1)
+		go func() {
+			_, _, err := c.Get(context.Background(), "k")
+			probe <- err
+		}()
+		synctest.Wait()
+		require.Equal(t, tiercache.BreakerHalfOpen, c.Stats().Breaker.State)
+
+		sets := l2.calls().sets
+		err := c.Set(context.Background(), "written", "L1 only", 0)
+		require.ErrorIs(t, err, tiercache.ErrBreakerOpen)
+		got, inL1 := l1.peek("written")
+		require.True(t, inL1, "L1 has the value, as while open")
+		require.Equal(t, "L1 only", got.Data)
+		require.Equal(t, sets, l2.calls().sets, "L2 is not called")
+		require.Equal(t, uint64(1), c.Stats().Breaker.WritesSkipped)
+
+		l2.configure(func(b *fakeBackend) { b.getErr = nil })
+		close(gate)
+		require.NoError(t, <-probe)
+	})
+}

@@ -170,15 +170,22 @@ func (b *Breaker) setLocked(to State) {
 	}
 }
 
-// Refusing reports whether Allow would refuse a call now because the
-// breaker is open and cooling down (not whether a probe place is free).
+// Refusing reports whether Allow would refuse a call now, without taking a
+// probe's place: the breaker is open and cooling down, or half-open with
+// every probe's place taken.
 func (b *Breaker) Refusing() bool {
-	if State(b.state.Load()) != Open {
+	if State(b.state.Load()) == Closed {
 		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return State(b.state.Load()) == Open && b.now().Sub(b.openedAt) < b.coolDown
+	switch State(b.state.Load()) {
+	case Open:
+		return b.now().Sub(b.openedAt) < b.coolDown
+	case HalfOpen:
+		return b.inFlight >= b.probes
+	}
+	return false
 }
 
 // State returns the current state.

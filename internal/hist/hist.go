@@ -3,8 +3,8 @@
 // read from a snapshot.
 //
 // Buckets split every power of two of nanoseconds into eight, so a quantile
-// is accurate to within 12.5% of its value, from 1 ns to about 4.5 minutes;
-// longer durations land in the last bucket.
+// is accurate to within 12.5% of its value, from 1 ns to 2^40 ns (about 18
+// minutes); longer durations land in the last bucket.
 package hist
 
 import (
@@ -16,7 +16,7 @@ import (
 const (
 	subBits    = 3 // eight buckets per power of two
 	subBuckets = 1 << subBits
-	powers     = 38 // up to 2^38 ns, about 275 s
+	powers     = 38 // bucket rows: 0-7 ns one by one, then 2^3 up to 2^40 ns (about 18 minutes)
 	numBuckets = powers * subBuckets
 )
 

@@ -79,3 +79,14 @@ func TestEmptyAndConcurrent(t *testing.T) {
 	require.Equal(t, uint64(8000), s.Count())
 	require.InDelta(t, float64(time.Millisecond), float64(s.Quantile(0.5)), float64(time.Millisecond)/8)
 }
+
+// The buckets tell durations apart up to 2^40 ns, as the package says;
+// longer ones share the last bucket.
+func TestBucketRange(t *testing.T) {
+	if a, b := bucket(1<<39), bucket(1<<40-1); a == b || b != numBuckets-1 {
+		t.Errorf("2^39 ns in bucket %d, 2^40-1 ns in %d: want distinct, the second the last (%d)", a, b, numBuckets-1)
+	}
+	if got := bucket(1 << 50); got != numBuckets-1 {
+		t.Errorf("2^50 ns in bucket %d, want the last, %d", got, numBuckets-1)
+	}
+}

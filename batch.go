@@ -517,10 +517,14 @@ func (c *Cache[T]) readBothMany(ctx context.Context, keys []string, p *RaceReadP
 	}()
 	l1 = c.readLayerMany(ctx, L1, keys)
 	select {
-	case l2 = <-done:
-	case <-ctx.Done():
-		cancel()
-		l2 = emptyBatch[T](len(keys), ctx.Err())
+	case l2 = <-done: // finished already: its hits count, even if ctx has ended since
+	default:
+		select {
+		case l2 = <-done:
+		case <-ctx.Done():
+			cancel()
+			l2 = emptyBatch[T](len(keys), ctx.Err())
+		}
 	}
 	return l1, l2, false
 }
@@ -599,11 +603,15 @@ func (c *Cache[T]) raceMany(ctx context.Context, keys []string, p *RaceReadPolic
 	}
 	close(l1Missed)
 	select {
-	case <-l2Done:
-	case <-ctx.Done():
-		close(decided)
-		cancel2()
-		return l1, emptyBatch[T](len(keys), ctx.Err()), false
+	case <-l2Done: // finished already: its hits count, even if ctx has ended since
+	default:
+		select {
+		case <-l2Done:
+		case <-ctx.Done():
+			close(decided)
+			cancel2()
+			return l1, emptyBatch[T](len(keys), ctx.Err()), false
+		}
 	}
 	close(decided)
 	return l1, l2res, l2At.Before(l1At) // at the same instant, L1 wins

@@ -2154,3 +2154,24 @@ func TestGetOrLoadManyNoRefreshWhileL2ReadInFlight(t *testing.T) {
 		require.Equal(t, 1, loads, "one load of the key")
 	})
 }
+
+// Under the policies that read both layers at once, GetMany keeps the L2
+// hits that came in before ctx ended, even when the L1 read, still running,
+// ends with ctx: as for one key, a layer's hit wins whatever the other did,
+// and the values found are returned with ctx's error. Repeated, since both
+// the L2 answer and ctx's end are ready when L1 returns.
+func TestGetManyKeepsL2HitsBeforeCtxEnd(t *testing.T) {
+	eachBatchCaseOf(t, []loadPolicy{parallelPolicy, raceOffload, raceCancel}, nil, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		l1.configure(func(b *fakeBackend) { b.delay = time.Hour })
+		l2.put("a", tiercache.CacheValue[string]{Data: "v"}) // "b" misses: L2 does not answer every key
+		c := newLoadTestCacheOver(t, l1.backend(), l2.backend(), &tiercache.Options[string]{ReadPolicy: bc.policy, Refill: tiercache.RefillNever})
+		for range 20 {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(10*time.Millisecond, cancel)
+			vals, err := c.GetMany(ctx, []string{"a", "b"})
+			require.ErrorIs(t, err, context.Canceled)
+			require.Equal(t, map[string]string{"a": "v"}, vals)
+		}
+	})
+}

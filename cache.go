@@ -382,7 +382,7 @@ func (c *Cache[T]) refill(ctx context.Context, key string, v *CacheValue[T], gen
 		c.rejected(OffloadKindRefill)
 		return
 	}
-	if !c.off.Go(OffloadKindRefill, j.run) {
+	if !offloadGo(c.off, OffloadKindRefill, j.run, c.bgDone) { // dropped unrun: Close need not wait for it
 		c.bg.Done()
 		c.rejected(OffloadKindRefill)
 	}

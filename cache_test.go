@@ -1389,6 +1389,36 @@ func TestCloseAfterSharedPoolDroppedWork(t *testing.T) {
 	})
 }
 
+// The refill of an L2 hit queued on a shared OffloadPool whose Close runs
+// out of time is dropped with the rest: the cache's Close does not wait for
+// it either.
+func TestCloseAfterSharedPoolDroppedRefill(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+		require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		l2.put("k", tiercache.CacheValue[string]{Data: "v"})
+		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{Offload: pool})
+		require.NoError(t, err)
+		_, ok, err := c.Get(context.Background(), "k")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, 1, pool.Stats().Queued, "the refill waits behind the busy task")
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, pool.Close(ctx), context.DeadlineExceeded)
+		require.Equal(t, uint64(1), pool.Stats().Dropped)
+
+		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
+		defer cancelClose()
+		start := time.Now()
+		require.NoError(t, c.Close(closeCtx))
+		require.Zero(t, time.Since(start), "Close does not wait for the dropped refill")
+		requireMissing(t, l1, "k")
+	})
+}
+
 func TestCallsAfterClose(t *testing.T) {
 	for _, tt := range keyCalls {
 		t.Run(tt.name, func(t *testing.T) {

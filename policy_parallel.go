@@ -38,10 +38,14 @@ func (ParallelReadPolicy[T]) Read(ctx context.Context, key string, l1, l2 ReadFu
 	v1, rep1 := readLayer(ctx, key, l1)
 	res.L1 = rep1
 	select {
-	case <-p.done:
-	case <-ctx.Done():
-		res.L2.Status = StatusAbandoned
-		return res, readCanceled(key, ctx.Err())
+	case <-p.done: // finished already: its result counts, even if ctx has ended since
+	default:
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			res.L2.Status = StatusAbandoned
+			return res, readCanceled(key, ctx.Err())
+		}
 	}
 	res.L2 = p.rep
 	switch {

@@ -78,3 +78,24 @@ func TestParallelGoroutines(t *testing.T) {
 	require.Equal(t, goroutineID(), l1.goroutine)
 	require.NotEqual(t, goroutineID(), l2.goroutine)
 }
+
+// An L2 hit that came in before ctx ended wins under Parallel, even when the
+// L1 read, still running, ends with ctx: the value wins whatever L1 did, and
+// L2, which finished, is reported as it finished, not as abandoned. Repeated,
+// since both the L2 answer and ctx's end are ready when L1 returns.
+func TestParallelL2HitBeforeCtxEndWins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for range 20 {
+			l1 := &fakeLayer{delay: time.Hour}
+			l2 := &fakeLayer{val: hitIn("2", time.Hour)}
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(10*time.Millisecond, cancel)
+			res, err := tiercache.ParallelReadPolicy[string]{}.Read(ctx, "k", l1.read, l2.read, nil)
+			require.NoError(t, err)
+			require.Equal(t, tiercache.L2, res.Source)
+			require.Equal(t, "2", res.Value.Data)
+			require.Equal(t, tiercache.StatusHit, res.L2.Status)
+			require.Equal(t, tiercache.StatusFailed, res.L1.Status)
+		}
+	})
+}

@@ -2175,3 +2175,23 @@ func TestGetManyKeepsL2HitsBeforeCtxEnd(t *testing.T) {
 		}
 	})
 }
+
+// A read a batch race cancelled because the other layer won, or because
+// its caller left, is counted abandoned, not as a failure of its layer, as
+// a single-key read is.
+func TestGetManyCancelledReadIsAbandonedNotFailed(t *testing.T) {
+	eachBatchCaseOf(t, []loadPolicy{raceCancel}, nil, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		l1.put("a", tiercache.CacheValue[string]{Data: "v1"})
+		l1.configure(func(b *fakeBackend) { b.delay = time.Millisecond })
+		l2.configure(func(b *fakeBackend) { b.delay = time.Hour })
+		c := newLoadTestCacheOver(t, l1.backend(), l2.backend(), &tiercache.Options[string]{ReadPolicy: bc.policy, Refill: tiercache.RefillNever})
+		vals, err := c.GetMany(context.Background(), []string{"a"})
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"a": "v1"}, vals)
+		synctest.Wait() // the losing L2 read has returned, cancelled
+		s := c.Stats().L2
+		require.Zero(t, s.Failures, "L2 lost the race; it did not fail")
+		require.Equal(t, uint64(1), s.Abandoned)
+	})
+}

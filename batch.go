@@ -1047,11 +1047,12 @@ func (c *Cache[T]) storeMany(ctx context.Context, keys []string, vals []*CacheVa
 		f.pendingL2, f.answered = true, after[j]
 	}
 	c.flights.mu.Unlock()
-	if !c.goBackground(ctx, OffloadKindWriteL2, func(ctx context.Context) {
-		defer c.landed(pending...)
+	landed := func() { c.landed(pending...) }
+	if !c.goBackgroundOrDrop(ctx, OffloadKindWriteL2, func(ctx context.Context) {
+		defer landed()
 		c.copyToL2(ctx, k, v, after, pending)
-	}) {
-		c.landed(pending...)
+	}, landed) {
+		landed()
 	}
 }
 
@@ -1095,12 +1096,13 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 	if len(marked) == 0 {
 		return
 	}
-	ok := c.goBackground(ctx, OffloadKindRefresh, func(ctx context.Context) {
-		defer func() {
-			for _, key := range marked {
-				c.refreshes.unmark(key)
-			}
-		}()
+	unmark := func() {
+		for _, key := range marked {
+			c.refreshes.unmark(key)
+		}
+	}
+	ok := c.goBackgroundOrDrop(ctx, OffloadKindRefresh, func(ctx context.Context) {
+		defer unmark()
 		b := &batch{}
 		life, cancel := context.WithCancel(c.closeCtx)
 		b.ctx, b.cancel = readctx.Detached(ctx, life), cancel
@@ -1133,11 +1135,9 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 		c.stats.refreshes.Add(uint64(len(owned)))
 		c.observe(ctx, Event{Kind: EventRefresh, Keys: len(owned)})
 		c.runBatch(b, owned, false, load, true)
-	})
+	}, unmark)
 	if !ok {
-		for _, key := range marked {
-			c.refreshes.unmark(key)
-		}
+		unmark()
 	}
 }
 

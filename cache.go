@@ -449,9 +449,17 @@ func (c *Cache[T]) writeRefill(ctx context.Context, key string, v CacheValue[T],
 // Offload gives it. It reports whether the Offload took the task; a refusal
 // is counted.
 func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx context.Context)) bool {
-	return trackedOffload[T]{c}.Go(kind, func(taskCtx context.Context) {
+	return c.goBackgroundOrDrop(ctx, kind, task, nil)
+}
+
+// goBackgroundOrDrop is goBackground, with dropped (when not nil) called
+// instead of task if the Offload takes the task but never runs it (a
+// shared OffloadPool's Close dropped it, or this cache's Close had given up
+// by the time it started): the cleanup the task would have done.
+func (c *Cache[T]) goBackgroundOrDrop(ctx context.Context, kind string, task func(ctx context.Context), dropped func()) bool {
+	return trackedOffload[T]{c}.goOrDrop(kind, func(taskCtx context.Context) {
 		task(readctx.Detached(ctx, taskCtx))
-	})
+	}, dropped)
 }
 
 // followUp hands task, background work of kind that a flight leaves
@@ -467,7 +475,7 @@ func (c *Cache[T]) goBackground(ctx context.Context, kind string, task func(ctx 
 func (c *Cache[T]) followUp(ctx context.Context, kind string, task func(ctx context.Context), refused func()) (run func()) {
 	p, ok := c.off.(*OffloadPool)
 	if !ok {
-		if !c.goBackground(ctx, kind, task) && refused != nil {
+		if !c.goBackgroundOrDrop(ctx, kind, task, refused) && refused != nil {
 			refused()
 		}
 		return nil
@@ -476,7 +484,7 @@ func (c *Cache[T]) followUp(ctx context.Context, kind string, task func(ctx cont
 		if p.runHere(kind, func(taskCtx context.Context) { task(readctx.Detached(ctx, taskCtx)) }) {
 			return
 		}
-		if !c.goBackground(ctx, kind, task) && refused != nil {
+		if !c.goBackgroundOrDrop(ctx, kind, task, refused) && refused != nil {
 			refused()
 		}
 	}

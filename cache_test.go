@@ -1419,6 +1419,86 @@ func TestCloseAfterSharedPoolDroppedRefill(t *testing.T) {
 	})
 }
 
+// A loaded value's L2 write that a shared OffloadPool's Close drops unrun
+// leaves nothing behind: the flight that waited for the write leaves the
+// group, so a later miss loads again rather than taking that flight's value.
+func TestSharedPoolDroppedWorkLeavesNothingBehind(t *testing.T) {
+	for _, many := range []bool{false, true} {
+		t.Run(map[bool]string{false: "GetOrLoad", true: "GetOrLoadMany"}[many], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+				require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+				l1, l2 := newFakeBackend(), newFakeBackend()
+				c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{Offload: pool})
+				loads := 0
+				get := func() string {
+					t.Helper()
+					loads++
+					if many {
+						vals, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+							return map[string]string{"k": fmt.Sprint("v", loads)}, nil
+						})
+						require.NoError(t, err)
+						return vals["k"]
+					}
+					v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return fmt.Sprint("v", loads), nil })
+					require.NoError(t, err)
+					return v
+				}
+				require.Equal(t, "v1", get())
+				require.Equal(t, 1, pool.Stats().Queued, "the L2 write waits behind the busy task")
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				require.ErrorIs(t, pool.Close(ctx), context.Canceled)
+				require.Equal(t, uint64(1), pool.Stats().Dropped)
+
+				require.NoError(t, l1.Delete(context.Background(), "k")) // L1 lets it go; L2 never had it
+				require.Equal(t, "v2", get(), "loaded again, not taken from the dropped write's flight")
+			})
+		})
+	}
+}
+
+// A refresh that a shared OffloadPool's Close drops unrun does not keep its
+// key marked as being refreshed: the next stale read tries again (and, the
+// pool being closed, is refused and counted).
+func TestSharedPoolDroppedRefreshCanBeRetried(t *testing.T) {
+	for _, many := range []bool{false, true} {
+		t.Run(map[bool]string{false: "GetOrLoad", true: "GetOrLoadMany"}[many], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+				require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+				l1, l2 := newFakeBackend(), newFakeBackend()
+				stale := tiercache.CacheValue[string]{Data: "old", Stale: time.Now().Add(-time.Second)}
+				l1.put("k", stale)
+				c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{Offload: pool})
+				read := func() {
+					t.Helper()
+					if many {
+						_, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+							return map[string]string{"k": "new"}, nil
+						})
+						require.NoError(t, err)
+						return
+					}
+					_, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "new", nil })
+					require.NoError(t, err)
+				}
+				read()
+				require.Equal(t, 1, pool.Stats().Queued, "the refresh waits behind the busy task")
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				require.ErrorIs(t, pool.Close(ctx), context.Canceled)
+				require.Equal(t, uint64(1), pool.Stats().Dropped)
+
+				rejected := c.Stats().OffloadRejected
+				read()
+				require.Equal(t, rejected+1, c.Stats().OffloadRejected, "a new refresh was tried")
+			})
+		})
+	}
+}
+
 func TestCallsAfterClose(t *testing.T) {
 	for _, tt := range keyCalls {
 		t.Run(tt.name, func(t *testing.T) {

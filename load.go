@@ -940,8 +940,9 @@ func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Co
 	if !c.refreshes.mark(key) {
 		return
 	}
-	ok := c.goBackground(ctx, OffloadKindRefresh, func(ctx context.Context) {
-		defer c.refreshes.unmark(key)
+	unmark := func() { c.refreshes.unmark(key) }
+	ok := c.goBackgroundOrDrop(ctx, OffloadKindRefresh, func(ctx context.Context) {
+		defer unmark()
 		c.flights.mu.Lock()
 		old := c.flightLocked(key)
 		if old != nil && old.loading { // a load of the key is under way
@@ -962,9 +963,9 @@ func (c *Cache[T]) refresh(ctx context.Context, key string, load func(context.Co
 		case <-f.done:
 		case <-ctx.Done():
 		}
-	})
+	}, unmark)
 	if !ok {
-		c.refreshes.unmark(key)
+		unmark()
 	}
 }
 

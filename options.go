@@ -134,5 +134,10 @@ func (o *Options[T]) validate() error {
 	if o.Refill > RefillInline {
 		return fmt.Errorf("tiercache: Options.Refill: unknown %v", o.Refill)
 	}
+	if p, ok := o.ReadPolicy.(RaceReadPolicy[T]); ok {
+		if err := p.validate(); err != nil {
+			return fmt.Errorf("tiercache: Options.ReadPolicy: %w", err)
+		}
+	}
 	return nil
 }

@@ -48,6 +48,8 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{name: "TTLJitter NaN", opts: tiercache.Options[string]{TTLJitter: math.NaN()}, field: "TTLJitter"},
 		{name: "TTLJitter +Inf", opts: tiercache.Options[string]{TTLJitter: math.Inf(1)}, field: "TTLJitter"},
 		{name: "unknown Refill", opts: tiercache.Options[string]{Refill: tiercache.RefillInline + 1}, field: "Refill"},
+		{name: "race with unknown Loser", opts: tiercache.Options[string]{ReadPolicy: tiercache.RaceReadPolicy[string]{Loser: tiercache.LoserCancel + 1}}, field: "ReadPolicy: RaceReadPolicy.Loser"},
+		{name: "race with negative HedgeAfter", opts: tiercache.Options[string]{ReadPolicy: tiercache.RaceReadPolicy[string]{HedgeAfter: -time.Millisecond}}, field: "ReadPolicy: RaceReadPolicy.HedgeAfter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -32,7 +33,8 @@ type RaceReadPolicy[T any] struct {
 	// Loser says what happens to the losing read. Zero: LoserOffload.
 	Loser LoserPolicy
 	// HedgeAfter delays the start of L2: 0 starts both layers at once; a
-	// positive delay starts L2 only if L1 has not hit by then.
+	// positive delay starts L2 only if L1 has not hit by then. Negative is
+	// an error, as is a Loser not declared below.
 	HedgeAfter time.Duration
 }
 
@@ -102,15 +104,32 @@ type raceOutcome[T any] struct {
 }
 
 // Read races the two layers for key. See ReadPolicy for the error contract.
+// A policy with an unknown Loser or a negative HedgeAfter reads nothing and
+// returns an error.
 func (p RaceReadPolicy[T]) Read(ctx context.Context, key string, l1, l2 ReadFunc[T], off Offload) (ReadResult[T], error) {
 	if err := checkRead(ctx, key, l1, l2); err != nil {
 		return ReadResult[T]{}, err
+	}
+	if err := p.validate(); err != nil {
+		return ReadResult[T]{}, fmt.Errorf("tiercache: %w", err)
 	}
 	rc := &raceCall[T]{key: key, l1: l1, l2: l2}
 	if p.Loser == LoserOffload && off != nil {
 		return rc.raceOffload(ctx, p.HedgeAfter, off)
 	}
 	return rc.raceCancel(ctx, p.HedgeAfter)
+}
+
+// validate checks the policy's settings; the error names the field, the
+// caller adds the package's prefix.
+func (p RaceReadPolicy[T]) validate() error {
+	if p.Loser > LoserCancel {
+		return fmt.Errorf("RaceReadPolicy.Loser: unknown %v", p.Loser)
+	}
+	if p.HedgeAfter < 0 {
+		return fmt.Errorf("RaceReadPolicy.HedgeAfter is negative (%v)", p.HedgeAfter)
+	}
+	return nil
 }
 
 // raceCancel runs L1 on the calling goroutine and L2 on one goroutine, and

@@ -461,3 +461,23 @@ func TestRaceLoserInOtherOffload(t *testing.T) {
 		require.Equal(t, 1, l2.stats().cancelled)
 	})
 }
+
+// A race with settings it does not know reads nothing and says which.
+func TestRaceRejectsInvalidSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		policy tiercache.RaceReadPolicy[string]
+		field  string
+	}{
+		{"unknown Loser", tiercache.RaceReadPolicy[string]{Loser: tiercache.LoserCancel + 1}, "RaceReadPolicy.Loser"},
+		{"negative HedgeAfter", tiercache.RaceReadPolicy[string]{HedgeAfter: -time.Millisecond}, "RaceReadPolicy.HedgeAfter"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l1, l2 := &fakeLayer{val: hitIn("l1", time.Hour)}, &fakeLayer{val: hitIn("l2", time.Hour)}
+			res, err := tt.policy.Read(context.Background(), "k", l1.read, l2.read, nil)
+			require.ErrorContains(t, err, "tiercache: "+tt.field)
+			require.Nil(t, res.Value)
+			require.Zero(t, l1.stats().calls+l2.stats().calls, "nothing read")
+		})
+	}
+}

@@ -737,10 +737,12 @@ type batch struct {
 }
 
 // release is each owned flight's cancel: called under the flight group's
-// lock whenever the flight's callers have all gone, which may happen more
-// than once for a flight that stays in the group after its answer. The
-// batch's ctx is cancelled when no owned flight has a caller left; calls
-// past that are ignored.
+// lock when the flight's callers have all gone, once per flight (leave
+// drops the cancel it called), though a flight that stays in the group
+// after its answer may be joined and left again: counted again, it would
+// end the ctx that a flight of the batch still following a refresh (see
+// follow) waits with. The batch's ctx is cancelled when no owned flight
+// has a caller left.
 func (b *batch) release() {
 	if b.active > 0 {
 		if b.active--; b.active == 0 {
@@ -904,6 +906,8 @@ func (c *Cache[T]) runBatch(b *batch, owned []*flight[T], withL2 bool, load func
 			switch v := l2.vals[i]; {
 			case v != nil:
 				c.resolveLocked(f, v, nil)
+			case f.refs == 0: // every caller left during the read, as in runL2
+				c.resolveLocked(f, nil, context.Canceled)
 			case f.successor != nil:
 				// A refresh took the key over during the read (see
 				// refresh): f answers with its load.
@@ -1127,9 +1131,18 @@ func (c *Cache[T]) refreshMany(ctx context.Context, keys []string, load func(con
 			cancel()
 			return
 		}
-		defer func() {
+		leave := func() {
 			for _, f := range owned {
 				c.leave(f)
+			}
+		}
+		// As a single key's refresh, the task holds its flights until
+		// they answer or its ctx ends (TaskTimeout, a shared pool's
+		// Close): past that the load goes on only for callers that joined.
+		stop := context.AfterFunc(ctx, leave)
+		defer func() {
+			if stop() {
+				leave()
 			}
 		}()
 		c.stats.refreshes.Add(uint64(len(owned)))

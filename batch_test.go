@@ -2195,3 +2195,171 @@ func TestGetManyCancelledReadIsAbandonedNotFailed(t *testing.T) {
 		require.Equal(t, uint64(1), s.Abandoned)
 	})
 }
+
+// A batch's flights share one ctx, ended when no caller holds any of them.
+// A flight of the batch that its callers leave, and that a caller joins
+// and leaves again while its value is on its way to L2, counts as left
+// once: the batch's other flight, answering with the load of a refresh
+// that took its key over, still has a caller and goes on until that load
+// answers. Before, the second leave counted again, ended the batch's ctx
+// and failed the waiting GetOrLoad with context.Canceled.
+func TestGetOrLoadManyFlightLeftTwiceKeepsBatchForOthers(t *testing.T) {
+	eachBatchCaseOf(t, []loadPolicy{sequentialPolicy}, nil, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		held := &heldOffload{}
+		off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
+			if kind == tiercache.OffloadKindWriteL2 {
+				return held.Go(kind, task) // y's value stays on its way to L2
+			}
+			go task(context.Background())
+			return true
+		})
+		c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{
+			Offload: off, StaleAfter: time.Minute, DefaultTTL: time.Hour,
+		})
+		openL2 := l2.holdReads(t)
+		refreshGate, openRefresh := loadGate(t)
+		t.Cleanup(func() {
+			openRefresh()
+			synctest.Wait() // a failing test's refresh hands its L2 write over
+			held.run()
+		})
+		refreshLoad := func(ctx context.Context) (string, error) {
+			select {
+			case <-refreshGate:
+				return "refreshed", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		notCalled := func(context.Context) (string, error) {
+			t.Error("a single loader was called")
+			return "", errors.New("unexpected load")
+		}
+
+		// The batch reads x and y from L2; a GetOrLoad of x joins it.
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		defer cancel1()
+		batch := goGetOrLoadMany(t, ctx1, c, []string{"x", "y"}, loadMany(loadEvery).load)
+		synctest.Wait()
+		single := goGetOrLoad(t, context.Background(), c, "x", notCalled)
+		synctest.Wait()
+		// A stale x shows up in L1: served, and its refresh takes x over.
+		l1.put("x", staleValue("old"))
+		v, err := c.GetOrLoad(context.Background(), "x", refreshLoad)
+		require.NoError(t, err)
+		require.Equal(t, "old", v)
+		synctest.Wait()
+		// L2 misses both: x follows the refresh's load, y is loaded by the
+		// batch and stays in the group until its L2 write lands.
+		openL2()
+		synctest.Wait()
+		cancel1() // the batch's caller leaves x and y
+		synctest.Wait()
+		require.ErrorIs(t, manyResultNow(t, batch).err, context.Canceled)
+		// y is joined again, from its flight, and left.
+		require.NoError(t, l1.fakeBackend.Delete(context.Background(), "y"))
+		v, err = c.GetOrLoad(context.Background(), "y", notCalled)
+		require.NoError(t, err)
+		require.Equal(t, "loaded-y", v)
+		synctest.Wait()
+
+		requireNotReturned := func() {
+			t.Helper()
+			select {
+			case r := <-single:
+				require.FailNow(t, "GetOrLoad of x returned before the refresh's load", "%q, %v", r.v, r.err)
+			default:
+			}
+		}
+		requireNotReturned()
+		openRefresh()
+		r := awaitLoad(t, single)
+		require.NoError(t, r.err)
+		require.Equal(t, "refreshed", r.v)
+	})
+}
+
+// A refresh runs as a task of the Offload, and its load ends with that
+// task's ctx (at TaskTimeout here) when no caller waits for it: a batch
+// refresh as a single key's refresh does. Before, a batch refresh loaded
+// on a ctx of its own, past TaskTimeout and a shared pool's Close, until
+// the cache's Close.
+func TestGetOrLoadManyRefreshEndsWithItsTask(t *testing.T) {
+	calls := []struct {
+		name    string
+		refresh func(c *tiercache.Cache[string], load func(context.Context) (string, error)) (string, error)
+	}{
+		{name: "GetOrLoad", refresh: func(c *tiercache.Cache[string], load func(context.Context) (string, error)) (string, error) {
+			return c.GetOrLoad(context.Background(), "k", load)
+		}},
+		{name: "GetOrLoadMany", refresh: func(c *tiercache.Cache[string], load func(context.Context) (string, error)) (string, error) {
+			m, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(ctx context.Context, _ []string) (map[string]string, error) {
+				v, err := load(ctx)
+				return map[string]string{"k": v}, err
+			})
+			return m["k"], err
+		}},
+	}
+	for _, call := range calls {
+		t.Run(call.name, func(t *testing.T) {
+			eachBatchCaseOf(t, everyPolicy, nil, func(t *testing.T, bc batchCase) {
+				l1, l2 := bc.layers()
+				pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{TaskTimeout: time.Second})
+				t.Cleanup(func() { require.NoError(t, pool.Close(context.Background())) })
+				c := openBatchCache(t, bc, l1, l2, &tiercache.Options[string]{Offload: pool, StaleAfter: time.Minute})
+				l1.put("k", staleValue("old"))
+				l2.put("k", staleValue("old"))
+				start := time.Now()
+				ended := make(chan time.Time, 1)
+				load := func(ctx context.Context) (string, error) {
+					<-ctx.Done()
+					ended <- time.Now()
+					return "", ctx.Err()
+				}
+
+				v, err := call.refresh(c, load)
+				require.NoError(t, err)
+				require.Equal(t, "old", v, "served stale")
+				select {
+				case at := <-ended:
+					require.Equal(t, time.Second, at.Sub(start), "the refresh's load ends at TaskTimeout")
+				case <-time.After(time.Hour):
+					require.FailNow(t, "the refresh's load outlived its task's ctx")
+				}
+				require.NoError(t, pool.Wait(context.Background()))
+			})
+		})
+	}
+}
+
+// A batch whose every caller left during its L2 read does not go on to
+// load: the loader is not called with the ended ctx, and no load or load
+// error is counted, as for a GetOrLoad whose callers left during its read.
+func TestGetOrLoadManyLeftDuringL2ReadDoesNotLoad(t *testing.T) {
+	eachBatchCaseOf(t, []loadPolicy{sequentialPolicy}, nil, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		c := openBatchCache(t, bc, l1, l2, nil)
+		gate, openL2 := loadGate(t)
+		l2.configure(func(b *fakeBackend) { b.gate = gate }) // Get and GetMany
+		loader := loadMany(loadEvery)
+		single := countLoads(func(context.Context, int) (string, error) { return "single", nil })
+
+		ctx, cancel := context.WithCancel(context.Background())
+		res := goGetOrLoadMany(t, ctx, c, []string{"a", "b"}, loader.load)
+		one := goGetOrLoad(t, ctx, c, "c", single.load)
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		require.ErrorIs(t, manyResultNow(t, res).err, context.Canceled)
+		require.ErrorIs(t, loadResultNow(t, one).err, context.Canceled)
+		openL2()
+		synctest.Wait()
+		require.Zero(t, single.n(), "GetOrLoad, for reference")
+		require.Zero(t, loader.n(), "no caller is left to load for")
+		s := c.Stats()
+		require.Zero(t, s.Loads)
+		require.Zero(t, s.LoadErrors)
+		require.Zero(t, s.BatchKeysLoaded)
+	})
+}

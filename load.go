@@ -448,6 +448,7 @@ func (c *Cache[T]) leave(f *flight[T]) {
 	}
 	if f.cancel != nil {
 		f.cancel()
+		f.cancel = nil // once: a flight joined again after its answer has nothing more to end (see batch.release)
 	}
 	if !f.resolved {
 		f.abandoned.Store(true)

@@ -444,7 +444,8 @@ type pipelineCall struct {
 // guardedPipeline is guarded (see deadline.go) for a pipeline: it runs cmds
 // on a new goroutine, counted in s.pending so that Close waits for it, and
 // returns when the pipeline ends or when ctx ends, whichever comes first.
-// Once it has returned ctx's error, the goroutine may still write cmds.
+// Once it has returned ctx's error, the goroutine may still read cmds, and
+// write their answers: the caller must not reuse the slice.
 func (s *Store[T]) guardedPipeline(ctx context.Context, cmds []redis.Cmder) error {
 	if !s.pending.add() {
 		return ErrClosed

@@ -285,6 +285,12 @@ func (c *coalescer) send(b *coalescedBatch) {
 		return err
 	})
 	cancel()
+	if err != nil && c.write != nil {
+		// A pipeline abandoned at the batch's deadline may not have
+		// queued its commands yet: leave b.cmds's array to it, so that
+		// it never reads the commands of the next batch.
+		b.cmds = nil
+	}
 	for i, r := range b.reqs {
 		switch {
 		case err != nil:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -386,4 +387,110 @@ func TestCoalescingBeginsWithTheSecondRequest(t *testing.T) {
 			require.NoError(t, receive(t, second, "the queued request"))
 		})
 	}
+}
+
+// heldPipelineClient is a client whose first Pipeline call is held until
+// release is closed: the goroutine of a guarded pipeline that has not yet
+// queued its commands when its batch's deadline passes. Its Store takes
+// the guarded path, as over any client of a type of its own.
+type heldPipelineClient struct {
+	*redis.Client
+	once    sync.Once
+	entered chan struct{} // closed when the first Pipeline call is held
+	release chan struct{}
+}
+
+func (c *heldPipelineClient) Pipeline() redis.Pipeliner {
+	held := false
+	c.once.Do(func() { held = true })
+	if held {
+		close(c.entered)
+		<-c.release
+	}
+	return c.Client.Pipeline()
+}
+
+// abandonHook holds the SET of key "alone" sent alone until aloneGo is
+// closed, and each pipeline of SETs whose ctx is live, once it has run,
+// until liveGo is closed; it sends the keys of each pipeline whose ctx had
+// ended on expired, once it has run.
+type abandonHook struct {
+	aloneIn, aloneGo chan struct{}
+	liveRan, liveGo  chan struct{}
+	expired          chan []string
+}
+
+func (h *abandonHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *abandonHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.ToLower(cmd.Name()) == "set" && strings.HasSuffix(fmt.Sprint(cmd.Args()[1]), ":alone") {
+			close(h.aloneIn)
+			<-h.aloneGo
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *abandonHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var keys []string
+		for _, cmd := range cmds {
+			if strings.ToLower(cmd.Name()) != "set" { // go-redis's own
+				return next(ctx, cmds)
+			}
+			key := fmt.Sprint(cmd.Args()[1])
+			keys = append(keys, key[strings.LastIndex(key, ":")+1:])
+		}
+		ended := ctx.Err() != nil
+		err := next(ctx, cmds)
+		if ended {
+			h.expired <- keys
+		} else {
+			h.liveRan <- struct{}{}
+			<-h.liveGo
+		}
+		return err
+	}
+}
+
+// TestCoalescedWriteAbandonedPipelineKeepsItsCommands checks that a batch
+// of writes abandoned at its deadline, whose guarded pipeline has not yet
+// queued its commands, queues its own commands when it does, not those of
+// the next batch the dispatcher gathers meanwhile: the next batch's writes
+// must get their own answers, not the abandoned pipeline's error.
+func TestCoalescedWriteAbandonedPipelineKeepsItsCommands(t *testing.T) {
+	h := &abandonHook{
+		aloneIn: make(chan struct{}), aloneGo: make(chan struct{}),
+		liveRan: make(chan struct{}, 1), liveGo: make(chan struct{}),
+		expired: make(chan []string, 1),
+	}
+	client := newClient(t)
+	client.AddHook(h)
+	hc := &heldPipelineClient{Client: client, entered: make(chan struct{}), release: make(chan struct{})}
+	s, err := redisstore.New(hc, &redisstore.Options[string]{KeyPrefix: newPrefix(t, client), CoalesceWrites: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, s.Close(context.Background()))
+	})
+	release := sync.OnceFunc(func() { close(hc.release) })
+	unblock := sync.OnceFunc(func() { release(); close(h.liveGo); close(h.aloneGo) })
+	t.Cleanup(unblock)
+
+	alone := setAsync(context.Background(), s, "alone", tiercache.CacheValue[string]{Data: "0"})
+	receive(t, h.aloneIn, "the Set sent alone")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	first := setAsync(ctx, s, "a", tiercache.CacheValue[string]{Data: "A"})
+	receive(t, hc.entered, "the pipeline of the first batch")
+	second := setAsync(batchCtx(t), s, "b", tiercache.CacheValue[string]{Data: "B"})
+	waitQueuedWrites(t, s, 1)
+
+	require.ErrorIs(t, receive(t, first, "the Set whose batch was abandoned"), context.DeadlineExceeded)
+	receive(t, h.liveRan, "the pipeline of the second batch") // it ran, and is held before its answers are read
+	release()
+	assert.Equal(t, []string{"a"}, receive(t, h.expired, "the abandoned pipeline"), "the abandoned pipeline queued the commands of its own batch")
+	unblock()
+	assert.NoError(t, receive(t, second, "the Set of the second batch"), "the second batch's Set has its own answer")
+	require.NoError(t, receive(t, alone, "the Set sent alone"))
 }

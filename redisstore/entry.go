@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/tiercache/tiercache"
@@ -164,7 +165,7 @@ func encodeEntry[T any](codec tiercache.Codec[T], h header, v *tiercache.CacheVa
 	}
 	payload, err := marshal(codec, v.Data)
 	if err != nil {
-		return nil, fmt.Errorf("codec: %w", err)
+		return nil, fmt.Errorf("codec: %w", &codecError{err})
 	}
 	b := make([]byte, 0, h.size()+len(payload))
 	return append(appendHeader(b, h), payload...), nil
@@ -199,11 +200,20 @@ func decodePayload[T any](codec tiercache.Codec[T], h header, payload []byte) (t
 	}
 	data, err := unmarshal(codec, payload)
 	if err != nil {
-		return tiercache.CacheValue[T]{}, fmt.Errorf("%w: codec cannot decode the %d-byte payload: %w", ErrInvalidEntry, len(payload), err)
+		return tiercache.CacheValue[T]{}, fmt.Errorf("%w: codec cannot decode the %d-byte payload: %w", ErrInvalidEntry, len(payload), &codecError{err})
 	}
 	v.Data = data
 	return v, nil
 }
+
+// codecError is a Codec's error inside a Store's error, which names the
+// package already: its message drops the "redisstore: " that JSONCodec's
+// errors start with (they stand alone when the codec is used alone), so
+// that it is not said twice. It unwraps to the Codec's error.
+type codecError struct{ err error }
+
+func (e *codecError) Error() string { return strings.TrimPrefix(e.err.Error(), "redisstore: ") }
+func (e *codecError) Unwrap() error { return e.err }
 
 // marshal calls codec.Marshal, turning a panic into an error.
 func marshal[T any](codec tiercache.Codec[T], v T) (b []byte, err error) {

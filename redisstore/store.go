@@ -165,6 +165,9 @@ func (s *Store[T]) Set(ctx context.Context, key string, v tiercache.CacheValue[T
 	}
 	if h.hasExpire && h.expire <= time.Now().UnixMilli() {
 		if err := s.processWrite(ctx, redis.NewIntCmd(ctx, "del", rkey)); err != nil {
+			if errors.Is(err, ErrClosed) { // as refuse says it
+				return &opError{"set", rkey, err}
+			}
 			return &opError{"set", rkey, fmt.Errorf("delete of a value already expired: %w", err)}
 		}
 		return nil

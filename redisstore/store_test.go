@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -509,6 +510,42 @@ func TestCodecFailures(t *testing.T) {
 	}
 }
 
+// TestCodecErrorsPrefixedOnce checks that a JSONCodec error, which
+// starts with "redisstore:" when the codec is used alone, does not repeat
+// the prefix inside a Store's error, and that errors.As still finds the
+// encoding error.
+func TestCodecErrorsPrefixedOnce(t *testing.T) {
+	client := newClient(t)
+	ctx := context.Background()
+	once := func(t *testing.T, err error) {
+		t.Helper()
+		require.Error(t, err)
+		assert.Equal(t, 1, strings.Count(err.Error(), "redisstore:"), err)
+		assert.Contains(t, err.Error(), "json codec: ")
+	}
+
+	s, prefix := newStore(t, client, redisstore.Options[string]{})
+	require.NoError(t, client.Set(ctx, prefix+"k", entry(0, `not json`), 0).Err())
+	_, err := s.Get(ctx, "k")
+	once(t, err)
+	assert.ErrorIs(t, err, redisstore.ErrInvalidEntry)
+	var se *json.SyntaxError
+	assert.ErrorAs(t, err, &se)
+	assert.Contains(t, err.Error(), prefix+"k")
+	_, err = s.GetMany(ctx, []string{"k"})
+	once(t, err)
+
+	fs, _ := newStore(t, client, redisstore.Options[func()]{})
+	err = fs.Set(ctx, "k", tiercache.CacheValue[func()]{Data: func() {}})
+	once(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "redisstore: set "), err)
+	var ute *json.UnsupportedTypeError
+	assert.ErrorAs(t, err, &ute)
+	err = fs.SetMany(ctx, []string{"k"}, []tiercache.CacheValue[func()]{{Data: func() {}}})
+	once(t, err)
+	assert.ErrorAs(t, err, &ute)
+}
+
 func TestInstantOutOfRange(t *testing.T) {
 	client := newClient(t)
 	s, prefix := newStore(t, client, redisstore.Options[string]{})
@@ -552,6 +589,24 @@ func testClose(t *testing.T, coalesce int) {
 	defer cancel()
 	_, err = s.Get(dctx, "k")
 	assert.ErrorIs(t, err, redisstore.ErrClosed)
+}
+
+// TestClosedErrorsPrefixedOnce checks that a Set refused after Close, on
+// any of its paths, says "redisstore:" once and wraps ErrClosed.
+func TestClosedErrorsPrefixedOnce(t *testing.T) {
+	s, err := redisstore.New(newClient(t), &redisstore.Options[string]{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, s.Close(ctx))
+	for name, v := range map[string]tiercache.CacheValue[string]{
+		"stored":  {Data: "v"},
+		"expired": {Data: "v", Expire: time.Now().Add(-time.Second)},
+		"refused": {Data: "v", Expire: time.Unix(1<<62, 0)},
+	} {
+		err := s.Set(ctx, "k", v)
+		assert.ErrorIs(t, err, redisstore.ErrClosed, name)
+		assert.Equal(t, `redisstore: set "k": store closed`, err.Error(), name)
+	}
 }
 
 func TestCancelledContext(t *testing.T) {

@@ -2053,19 +2053,7 @@ func TestGetOrLoadManyRefreshWhileL2ReadInFlightLoadsOnce(t *testing.T) {
 // As TestGetOrLoadDeleteBeforeAnswerIsNotUndone, for a batch load.
 func TestGetOrLoadManyDeleteBeforeAnswerIsNotUndone(t *testing.T) {
 	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		held := &heldOffload{}
-		var c *tiercache.Cache[string]
-		deleted := false
-		off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
-			if kind == tiercache.OffloadKindWriteL2 && !deleted {
-				deleted = true // the Delete lands between the L1 store and the answer
-				require.NoError(t, c.Delete(context.Background(), "k"))
-			}
-			return held.Go(kind, task)
-		})
-		c = newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
-		t.Cleanup(func() { held.run() })
+		c, deleted := deletingBeforeAnswer(t, lp, "k")
 		loadAs := func(v string) func(context.Context, []string) (map[string]string, error) {
 			return func(_ context.Context, keys []string) (map[string]string, error) {
 				m := map[string]string{}
@@ -2078,7 +2066,7 @@ func TestGetOrLoadManyDeleteBeforeAnswerIsNotUndone(t *testing.T) {
 		m, err := c.GetOrLoadMany(context.Background(), []string{"k"}, loadAs("first"))
 		require.NoError(t, err)
 		require.Equal(t, map[string]string{"k": "first"}, m)
-		require.True(t, deleted)
+		require.True(t, *deleted)
 		m, err = c.GetOrLoadMany(context.Background(), []string{"k"}, loadAs("second"))
 		require.NoError(t, err)
 		require.Equal(t, map[string]string{"k": "second"}, m, "the deleted value is not served again")

@@ -196,17 +196,25 @@ func TestBreakerProbePanics(t *testing.T) {
 	})
 }
 
+// cooledBreakerCache returns a cache whose breaker (one failure, a second's
+// cool-down) a failed L2 read has opened, a cool-down ago: its next L2
+// operation is a probe. L2 still fails reads. Call it in a bubble.
+func cooledBreakerCache(t *testing.T) (c *tiercache.Cache[string], l1, l2 *fakeBackend) {
+	t.Helper()
+	l1, l2 = newFakeBackend(), newFakeBackend()
+	l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
+	c = openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
+	_, _, _ = c.Get(context.Background(), "k")
+	require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
+	time.Sleep(time.Second)
+	return c, l1, l2
+}
+
 // A probe its caller gave up on says nothing about L2: it neither closes
 // the breaker nor opens it again, and the next operation is a probe.
 func TestBreakerProbeCancelledByCallerDecidesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
-		c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
-		_, _, _ = c.Get(context.Background(), "k")
-		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
-		time.Sleep(time.Second)
-
+		c, _, l2 := cooledBreakerCache(t)
 		gate := make(chan struct{})
 		defer close(gate)
 		l2.configure(func(b *fakeBackend) { b.gate = gate }) // L2 hangs
@@ -235,13 +243,7 @@ func TestBreakerProbeCancelledByCallerDecidesNothing(t *testing.T) {
 // called, and the error says L2 lacks it.
 func TestBreakerHalfOpenFullSetWritesL1Only(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		l2.configure(func(b *fakeBackend) { b.getErr = errors.New("down") })
-		c := openCache(t, l1, l2, &tiercache.Options[string]{Breaker: tiercache.BreakerOptions{Failures: 1, CoolDown: time.Second}})
-		_, _, _ = c.Get(context.Background(), "k")
-		require.Equal(t, tiercache.BreakerOpen, c.Stats().Breaker.State)
-		time.Sleep(time.Second)
-
+		c, l1, l2 := cooledBreakerCache(t)
 		gate := make(chan struct{})
 		l2.configure(func(b *fakeBackend) { b.gate = gate }) // the probe hangs in L2
 		probe := make(chan error, 1)

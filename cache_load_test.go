@@ -1768,29 +1768,37 @@ func TestGetOrLoadManyDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T)
 	})
 }
 
+// deletingBeforeAnswer returns a cache under lp whose Offload, handed the
+// first L2 write of a loaded value, first deletes key (so that the Delete
+// lands between the load's L1 store and its answer) and then holds the
+// write until the test ends; *deleted says whether it has.
+func deletingBeforeAnswer(t *testing.T, lp loadPolicy, key string) (c *tiercache.Cache[string], deleted *bool) {
+	t.Helper()
+	held := &heldOffload{}
+	deleted = new(bool)
+	off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
+		if kind == tiercache.OffloadKindWriteL2 && !*deleted {
+			*deleted = true
+			require.NoError(t, c.Delete(context.Background(), key))
+		}
+		return held.Go(kind, task)
+	})
+	c = newLoadTestCache(t, newFakeBackend(), newFakeBackend(), &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
+	t.Cleanup(func() { held.run() })
+	return c, deleted
+}
+
 // A Delete that lands after a load has put its value in L1 but before the
 // load has answered its flight is newer than the loaded value: a caller
 // that misses L1 afterwards does not take that value from the flight, which
 // is still waiting for its L2 write.
 func TestGetOrLoadDeleteBeforeAnswerIsNotUndone(t *testing.T) {
 	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		held := &heldOffload{}
-		var c *tiercache.Cache[string]
-		deleted := false
-		off := tiercache.OffloadFunc(func(kind string, task func(context.Context)) bool {
-			if kind == tiercache.OffloadKindWriteL2 && !deleted {
-				deleted = true // the Delete lands between the L1 store and the answer
-				require.NoError(t, c.Delete(context.Background(), "k"))
-			}
-			return held.Go(kind, task)
-		})
-		c = newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
-		t.Cleanup(func() { held.run() })
+		c, deleted := deletingBeforeAnswer(t, lp, "k")
 		v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "first", nil })
 		require.NoError(t, err)
 		require.Equal(t, "first", v)
-		require.True(t, deleted)
+		require.True(t, *deleted)
 		v, err = c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "second", nil })
 		require.NoError(t, err)
 		require.Equal(t, "second", v, "the deleted value is not served again")

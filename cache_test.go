@@ -1389,13 +1389,31 @@ func TestCloseAfterSharedPoolDroppedWork(t *testing.T) {
 	})
 }
 
+// busyPool returns a shared OffloadPool whose one slot a task holds until
+// the pool's Close cancels it: whatever a cache hands it waits in its queue.
+func busyPool(t *testing.T) *tiercache.OffloadPool {
+	t.Helper()
+	pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
+	require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+	return pool
+}
+
+// dropQueued closes pool with a ctx that has ended, which drops the one
+// task queued in it unrun.
+func dropQueued(t *testing.T, pool *tiercache.OffloadPool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, pool.Close(ctx), context.Canceled)
+	require.Equal(t, uint64(1), pool.Stats().Dropped)
+}
+
 // The refill of an L2 hit queued on a shared OffloadPool whose Close runs
 // out of time is dropped with the rest: the cache's Close does not wait for
 // it either.
 func TestCloseAfterSharedPoolDroppedRefill(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
-		require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+		pool := busyPool(t)
 		l1, l2 := newFakeBackend(), newFakeBackend()
 		l2.put("k", tiercache.CacheValue[string]{Data: "v"})
 		c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{Offload: pool})
@@ -1426,8 +1444,7 @@ func TestSharedPoolDroppedWorkLeavesNothingBehind(t *testing.T) {
 	for _, many := range []bool{false, true} {
 		t.Run(map[bool]string{false: "GetOrLoad", true: "GetOrLoadMany"}[many], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
-				require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+				pool := busyPool(t)
 				l1, l2 := newFakeBackend(), newFakeBackend()
 				c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{Offload: pool})
 				loads := 0
@@ -1447,10 +1464,7 @@ func TestSharedPoolDroppedWorkLeavesNothingBehind(t *testing.T) {
 				}
 				require.Equal(t, "v1", get())
 				require.Equal(t, 1, pool.Stats().Queued, "the L2 write waits behind the busy task")
-				ctx, cancel := context.WithCancel(context.Background())
-				cancel()
-				require.ErrorIs(t, pool.Close(ctx), context.Canceled)
-				require.Equal(t, uint64(1), pool.Stats().Dropped)
+				dropQueued(t, pool)
 
 				require.NoError(t, l1.Delete(context.Background(), "k")) // L1 lets it go; L2 never had it
 				require.Equal(t, "v2", get(), "loaded again, not taken from the dropped write's flight")
@@ -1466,8 +1480,7 @@ func TestSharedPoolDroppedRefreshCanBeRetried(t *testing.T) {
 	for _, many := range []bool{false, true} {
 		t.Run(map[bool]string{false: "GetOrLoad", true: "GetOrLoadMany"}[many], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				pool := tiercache.NewOffloadPool(tiercache.OffloadOptions{MaxConcurrent: 1})
-				require.True(t, pool.Go("busy", func(ctx context.Context) { <-ctx.Done() }))
+				pool := busyPool(t)
 				l1, l2 := newFakeBackend(), newFakeBackend()
 				stale := tiercache.CacheValue[string]{Data: "old", Stale: time.Now().Add(-time.Second)}
 				l1.put("k", stale)
@@ -1486,10 +1499,7 @@ func TestSharedPoolDroppedRefreshCanBeRetried(t *testing.T) {
 				}
 				read()
 				require.Equal(t, 1, pool.Stats().Queued, "the refresh waits behind the busy task")
-				ctx, cancel := context.WithCancel(context.Background())
-				cancel()
-				require.ErrorIs(t, pool.Close(ctx), context.Canceled)
-				require.Equal(t, uint64(1), pool.Stats().Dropped)
+				dropQueued(t, pool)
 
 				rejected := c.Stats().OffloadRejected
 				read()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -176,7 +177,7 @@ func TestRunPages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrigin(time.Millisecond)
-			lats, errs, most := runPages(context.Background(), &pageLibrary{origin: o, drop: tc.drop}, pages)
+			lats, errs, most := runPages(context.Background(), &pageLibrary{origin: o, drop: tc.drop}, pages, pages.slots())
 			if len(lats) != 12 || errs.count.Load() != tc.wantFailed {
 				t.Errorf("%d latencies and %d pages failed (%s), want 12 and %d", len(lats), errs.count.Load(), errs.firstError(), tc.wantFailed)
 			}
@@ -539,4 +540,67 @@ func checkSVG(t *testing.T, svg string, kinds []libraryKind) {
 			t.Errorf("the chart has no label %q", k.Label)
 		}
 	}
+}
+
+// nopLibrary answers every call at once, without allocating: what the meter
+// counts over a phase on it is the benchmark's own share.
+type nopLibrary struct{}
+
+func (nopLibrary) GetOrLoad(context.Context, string) (Product, error) { return Product{}, nil }
+func (nopLibrary) Set(context.Context, string, Product) error         { return nil }
+func (nopLibrary) Close(context.Context) error                        { return nil }
+func (nopLibrary) GetOrLoadMany(context.Context, []string) (map[string]Product, error) {
+	return nopPage, nil
+}
+
+// nopPage is nopLibrary's answer to a page of one key.
+var nopPage = map[string]Product{"p:0": {}}
+
+// TestHarnessAllocatesNothingPerCall checks that the measured phase of the
+// run functions allocates next to nothing of its own: a goroutine per worker
+// (per caller in a stampede, about 8 B per call at c's sizes), no latency
+// slot, so that allocs/op and B/op are the library's.
+func TestHarnessAllocatesNothingPerCall(t *testing.T) {
+	ctx := context.Background()
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = productKey("p", i)
+	}
+	p := uniformPlan(1, 20_000, 8, len(keys))
+	pages := zipfPages(2, 20_000, 8, 1, 1.1, keys)
+	stampede := keys[:100]
+	for _, tc := range []struct {
+		name  string
+		calls int
+		max   float64 // B per call
+		run   func() int
+	}{
+		{"runPlan", 20_000, 1, func() int {
+			slots := p.slots()
+			return measureAllocs(func() { runPlan(ctx, nopLibrary{}, keys, p, 1, slots) })
+		}},
+		{"runPages", 20_000, 1, func() int {
+			slots := pages.slots()
+			return measureAllocs(func() { runPages(ctx, nopLibrary{}, pages, slots) })
+		}},
+		{"runStampede", 100 * 1000, 10, func() int {
+			slots := make([]time.Duration, 1000*len(stampede))
+			return measureAllocs(func() { runStampede(ctx, nopLibrary{}, stampede, 1000, slots) })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if perCall := float64(tc.run()) / float64(tc.calls); perCall > tc.max {
+				t.Errorf("the phase allocated %.1f B per call of its own, want next to none", perCall)
+			}
+		})
+	}
+}
+
+// measureAllocs returns the heap bytes f allocates.
+func measureAllocs(f func()) int {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	f()
+	runtime.ReadMemStats(&m1)
+	return int(m1.TotalAlloc - m0.TotalAlloc)
 }

@@ -274,16 +274,17 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 }
 
 // runPlan runs p against lib, one goroutine per worker, and returns every
-// call's latency and the calls that failed. Sets write version of
-// the Product.
-func runPlan(ctx context.Context, lib Library, keys []string, p plan, version int64) ([]time.Duration, *callErrors) {
-	lats := make([][]time.Duration, len(p))
+// call's latency, written into lats (one slot per call of p, allocated by
+// the caller before the measured phase, see plan.slots), and the calls that
+// failed. Sets write version of the Product.
+func runPlan(ctx context.Context, lib Library, keys []string, p plan, version int64, lats []time.Duration) ([]time.Duration, *callErrors) {
 	errs := &callErrors{}
 	var wg sync.WaitGroup
-	for w, calls := range p {
-		lats[w] = make([]time.Duration, len(calls))
+	off := 0
+	for _, calls := range p {
+		l := lats[off : off+len(calls)]
+		off += len(calls)
 		wg.Go(func() {
-			l := lats[w]
 			for i, o := range calls {
 				var err error
 				start := time.Now()
@@ -298,7 +299,7 @@ func runPlan(ctx context.Context, lib Library, keys []string, p plan, version in
 		})
 	}
 	wg.Wait()
-	return slices.Concat(lats...), errs
+	return lats[:off], errs
 }
 
 // runPages reads every page of p through lib, one goroutine per worker,
@@ -306,16 +307,17 @@ func runPlan(ctx context.Context, lib Library, keys []string, p plan, version in
 // returned an error, or a page answered without a value for every key) and
 // the most origin calls one page made. Each worker counts its page's origin
 // calls through a context of withPageLoads, built once per worker, so the
-// count costs a page no allocation.
-func runPages(ctx context.Context, lib batchLibrary, p pagePlan) ([]time.Duration, *callErrors, int64) {
-	lats := make([][]time.Duration, len(p))
+// count costs a page no allocation. The latencies go into lats, one slot
+// per page, allocated by the caller before the measured phase.
+func runPages(ctx context.Context, lib batchLibrary, p pagePlan, lats []time.Duration) ([]time.Duration, *callErrors, int64) {
 	most := make([]int64, len(p))
 	errs := &callErrors{}
 	var wg sync.WaitGroup
+	off := 0
 	for w, pages := range p {
-		lats[w] = make([]time.Duration, len(pages))
+		l := lats[off : off+len(pages)]
+		off += len(pages)
 		wg.Go(func() {
-			l := lats[w]
 			var loads atomic.Int64
 			pctx := withPageLoads(ctx, &loads)
 			for i, page := range pages {
@@ -332,29 +334,31 @@ func runPages(ctx context.Context, lib batchLibrary, p pagePlan) ([]time.Duratio
 		})
 	}
 	wg.Wait()
-	return slices.Concat(lats...), errs, slices.Max(append(most, 0))
+	return lats[:off], errs, slices.Max(append(most, 0))
 }
 
 // runStampede has callers goroutines call GetOrLoad of each key of keys at
 // once: the goroutines wait at a gate, the gate opens, and the next key's
 // gate opens when every caller has returned. It returns every call's
-// latency, counted from when its goroutine woke, and the calls that failed.
-func runStampede(ctx context.Context, lib Library, keys []string, callers int) ([]time.Duration, *callErrors) {
+// latency, counted from when its goroutine woke, written into lats
+// (callers × len(keys) slots, allocated by the caller before the measured
+// phase), and the calls that failed.
+func runStampede(ctx context.Context, lib Library, keys []string, callers int, lats []time.Duration) ([]time.Duration, *callErrors) {
 	gates := make([]chan struct{}, len(keys))
 	for i := range gates {
 		gates[i] = make(chan struct{})
 	}
-	lats := make([][]time.Duration, callers)
+	lats = lats[:callers*len(keys)]
 	errs := &callErrors{}
 	var done, exited sync.WaitGroup
 	for c := range callers {
-		lats[c] = make([]time.Duration, len(keys))
+		l := lats[c*len(keys) : (c+1)*len(keys)]
 		exited.Go(func() {
 			for k, key := range keys {
 				<-gates[k]
 				start := time.Now()
 				_, err := lib.GetOrLoad(ctx, key)
-				lats[c][k] = time.Since(start)
+				l[k] = time.Since(start)
 				errs.add(err)
 				done.Done()
 			}
@@ -366,7 +370,7 @@ func runStampede(ctx context.Context, lib Library, keys []string, callers int) (
 		done.Wait()
 	}
 	exited.Wait()
-	return slices.Concat(lats...), errs
+	return lats, errs
 }
 
 // callErrors counts the calls of a phase that failed and keeps the first

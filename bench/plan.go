@@ -1,6 +1,9 @@
 package main
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+	"time"
+)
 
 // op is one call of a workload: GetOrLoad of key, or Set when set is true.
 type op struct {
@@ -96,4 +99,23 @@ func (p pagePlan) keys() int {
 		}
 	}
 	return n
+}
+
+// slots returns one latency slot per call of p, for runPlan: allocated
+// before the measured phase, so that its allocations are not the phase's.
+func (p plan) slots() []time.Duration {
+	n := 0
+	for _, calls := range p {
+		n += len(calls)
+	}
+	return make([]time.Duration, n)
+}
+
+// slots returns one latency slot per page of p, for runPages.
+func (p pagePlan) slots() []time.Duration {
+	n := 0
+	for _, pages := range p {
+		n += len(pages)
+	}
+	return make([]time.Duration, n)
 }

@@ -72,7 +72,11 @@ func renderResults(env environment, results [][]*result) string {
 		"and the benchmark's goroutines, the same for every library), and redis-server's from `INFO cpu`; on this machine both share the same CPUs, " +
 		"so CPU/op says where the time goes when ops/s is bound by the CPUs, and varies less from run to run than ops/s. " +
 		"Redis cmds/op is the difference of `INFO commandstats` over the same span, every command but INFO " +
-		"(connection set-up included), divided by the calls; GET and SET are shown apart.")
+		"(connection set-up included), divided by the calls; GET and SET are shown apart. " +
+		"In d the slow proxy runs inside this process, so d's process CPU/op, allocs/op and B/op include the proxy's work, which " +
+		"grows with the library's round trips and connections (a few system calls and three goroutine wake-ups per reply, a 16 KB " +
+		"read buffer per chunk in flight, a goroutine trio and a 1,024-slot channel per connection): compare d's throughput and " +
+		"latency, not those columns.")
 	if batch {
 		p(" In e a call is a page of %d keys, so its figures are per page: pages/s, keys/s (pages/s × %d), each page's latency, "+
 			"allocations, bytes and Redis commands per page (MGET apart too), origin calls and the keys they asked for, and the "+

@@ -153,8 +153,9 @@ func workloads() []workload {
 			About: "Zipf(s=1.1) over the key space, 99% GetOrLoad / 1% Set, 64 goroutines, starting with both layers empty",
 			run: func(ctx context.Context, b *bench, kind libraryKind, profile string) (sample, error) {
 				return b.onScratch(ctx, kind, profile, func(lib Library) (sample, error) {
+					slots := b.plans["zipf"].slots()
 					return b.meter.measure(ctx, lib, profile, func() ([]time.Duration, *callErrors) {
-						return runPlan(ctx, lib, b.keys, b.plans["zipf"], 2)
+						return runPlan(ctx, lib, b.keys, b.plans["zipf"], 2, slots)
 					})
 				})
 			},
@@ -167,8 +168,9 @@ func workloads() []workload {
 					if err := b.warmUp(ctx, lib, "zipf-warmup"); err != nil {
 						return sample{}, err
 					}
+					slots := b.plans["zipf"].slots()
 					return b.meter.measure(ctx, lib, profile, func() ([]time.Duration, *callErrors) {
-						return runPlan(ctx, lib, b.keys, b.plans["zipf"], 2)
+						return runPlan(ctx, lib, b.keys, b.plans["zipf"], 2, slots)
 					})
 				})
 			},
@@ -186,8 +188,9 @@ func workloads() []workload {
 			run: func(ctx context.Context, b *bench, kind libraryKind, profile string) (sample, error) {
 				return b.onScratch(ctx, kind, profile, func(lib Library) (sample, error) {
 					b.origin.Track()
+					slots := make([]time.Duration, b.sizes.StampedeCallers*len(b.stampede))
 					s, err := b.meter.measure(ctx, lib, profile, func() ([]time.Duration, *callErrors) {
-						return runStampede(ctx, lib, b.stampede, b.sizes.StampedeCallers)
+						return runStampede(ctx, lib, b.stampede, b.sizes.StampedeCallers, slots)
 					})
 					perKey := b.origin.Untrack()
 					s.KeysLoaded = len(perKey)
@@ -222,8 +225,9 @@ func workloads() []workload {
 					}
 					pages := b.pages["zipf-pages"]
 					var most int64
+					slots := pages.slots()
 					s, err := b.meter.measure(ctx, lib, profile, func() ([]time.Duration, *callErrors) {
-						lats, errs, m := runPages(ctx, bl, pages)
+						lats, errs, m := runPages(ctx, bl, pages, slots)
 						most = m
 						return lats, errs
 					})
@@ -252,8 +256,9 @@ func (b *bench) onFilled(ctx context.Context, kind libraryKind, addr, profile, w
 		if err := b.warmUp(ctx, lib, warm); err != nil {
 			return sample{}, err
 		}
+		slots := b.plans[measured].slots()
 		return b.meter.measure(ctx, lib, profile, func() ([]time.Duration, *callErrors) {
-			return runPlan(ctx, lib, b.keys, b.plans[measured], 2)
+			return runPlan(ctx, lib, b.keys, b.plans[measured], 2, slots)
 		})
 	})
 }
@@ -289,7 +294,7 @@ func cmpOr(errs ...error) error {
 // warmUp runs the plan named name, unmeasured, and waits for Redis to go
 // quiet.
 func (b *bench) warmUp(ctx context.Context, lib Library, name string) error {
-	if _, errs := runPlan(ctx, lib, b.keys, b.plans[name], 1); errs.count.Load() > 0 {
+	if _, errs := runPlan(ctx, lib, b.keys, b.plans[name], 1, b.plans[name].slots()); errs.count.Load() > 0 {
 		b.logf("warm-up %s: %d calls failed, the first with: %s", name, errs.count.Load(), errs.firstError())
 	}
 	return b.meter.quiesce(ctx)
@@ -298,7 +303,7 @@ func (b *bench) warmUp(ctx context.Context, lib Library, name string) error {
 // warmUpPages reads the pages named name, unmeasured, and waits for Redis
 // to go quiet.
 func (b *bench) warmUpPages(ctx context.Context, lib batchLibrary, name string) error {
-	if _, errs, _ := runPages(ctx, lib, b.pages[name]); errs.count.Load() > 0 {
+	if _, errs, _ := runPages(ctx, lib, b.pages[name], b.pages[name].slots()); errs.count.Load() > 0 {
 		b.logf("warm-up %s: %d pages failed, the first with: %s", name, errs.count.Load(), errs.firstError())
 	}
 	return b.meter.quiesce(ctx)

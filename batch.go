@@ -1074,18 +1074,35 @@ func (c *Cache[T]) evictMany(ctx context.Context, keys []string, tickets []keygu
 	for j, i := range idx {
 		et[j], ef[j] = tickets[i], flights[i]
 	}
-	var evicted []string
-	c.guard.WriteManyIf(ek, et, keyguard.StoreL2, func(held []int) {
-		for _, i := range notAbandoned(held, ef) {
-			if err := errors.Join(c.deleteL1(ctx, ek[i]), c.deleteL2(ctx, ek[i])); err != nil {
-				c.writeFailed(ctx, NoLayer, err)
-			}
-			evicted = append(evicted, ek[i])
+	var held []int
+	errs := make([]error, len(ek))
+	c.guard.WriteManyIf(ek, et, keyguard.StoreL2, func(ok []int) {
+		held = notAbandoned(ok, ef)
+		for _, i := range held {
+			errs[i] = c.deleteL2(ctx, ek[i])
 		}
 	})
-	if len(evicted) > 0 {
-		c.announce(ctx, evicted...)
+	if len(held) == 0 {
+		return
 	}
+	// L1 after L2, under the stripes' L1 locks: a refill under way, which
+	// read a value before L2 lost it, lands first and is evicted.
+	evicted := pick(ek, held)
+	ht := make([]keyguard.Ticket, len(held))
+	for j, i := range held {
+		ht[j] = et[i]
+	}
+	c.guard.WriteManyIf(evicted, ht, keyguard.Store, func(ok []int) {
+		for _, j := range ok {
+			errs[held[j]] = errors.Join(c.deleteL1(ctx, evicted[j]), errs[held[j]])
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			c.writeFailed(ctx, NoLayer, err)
+		}
+	}
+	c.announce(ctx, evicted...)
 }
 
 // refreshMany schedules one background reload of the stale keys, in one

@@ -3,6 +3,7 @@ package tiercache
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,22 @@ func (c *Cache[T]) announce(ctx context.Context, keys ...string) {
 		return
 	}
 	c.stats.invalidationsSent.Add(uint64(len(keys)))
+}
+
+// l2Untouched reports whether err, the error of an L2 write of n keys,
+// says that none of them reached L2: the breaker refused the write, or
+// each of its keys. Any other failure, a timeout, may have landed, so the
+// keys are announced all the same.
+func l2Untouched(err error, n int) bool {
+	refused := func(err error) bool {
+		le, ok := err.(*layerError)
+		return ok && le.layer == L2 && le.err == ErrBreakerOpen
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok { // written key by key
+		errs := j.Unwrap()
+		return len(errs) == n && !slices.ContainsFunc(errs, func(err error) bool { return !refused(err) })
+	}
+	return refused(err)
 }
 
 // l1Trusted reports whether L1 may be read and written: always without an

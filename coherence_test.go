@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -436,4 +437,239 @@ func TestPanickingFlushAndAnnounceAreFailures(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "v", v)
+}
+
+// heldSetL1 is an L1 whose Sets wait, once held, until released: an L1
+// write in progress for as long as a test needs.
+type heldSetL1 struct {
+	*flushBackend
+	mu   sync.Mutex
+	gate chan struct{} // nil: Sets go through
+}
+
+func (b *heldSetL1) hold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gate = make(chan struct{})
+}
+
+func (b *heldSetL1) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.gate)
+	b.gate = nil
+}
+
+func (b *heldSetL1) Set(ctx context.Context, key string, v tiercache.CacheValue[string]) error {
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return b.flushBackend.Set(ctx, key, v)
+}
+
+// An L1 write of this cache that is under way while the subscription is
+// lost and restored (another cache writing the key meanwhile, its
+// announcement lost) does not land after the flushes: L1 does not keep a
+// value read, loaded or written before the loss once it is trusted again.
+func TestFlushWaitsForL1WriteInProgress(t *testing.T) {
+	ctx := context.Background()
+	writes := []struct {
+		name  string
+		write func(c *tiercache.Cache[string], l2 *fakeBackend) error
+	}{
+		{"refill", func(c *tiercache.Cache[string], l2 *fakeBackend) error {
+			l2.put("k", tiercache.CacheValue[string]{Data: "old"})
+			_, _, err := c.Get(ctx, "k")
+			return err
+		}},
+		{"load", func(c *tiercache.Cache[string], _ *fakeBackend) error {
+			_, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "old", nil })
+			return err
+		}},
+		{"Set", func(c *tiercache.Cache[string], _ *fakeBackend) error { return c.Set(ctx, "k", "old", 0) }},
+	}
+	for _, w := range writes {
+		t.Run(w.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bus := &fakeBus{}
+				l1a := &heldSetL1{flushBackend: newFlushBackend()}
+				l2 := newFakeBackend()
+				opts := tiercache.Options[string]{Invalidator: bus, Offload: &inlineOffload{}}
+				a := openCache(t, l1a, l2, &opts)
+				b := openCache(t, newFlushBackend(), l2, &opts)
+
+				l1a.hold()
+				wrote := make(chan error)
+				go func() { wrote <- w.write(a, l2) }()
+				synctest.Wait() // a's L1 write is under way
+
+				outage := make(chan struct{})
+				go func() {
+					defer close(outage)
+					bus.setDown(true)
+					require.NoError(t, b.Set(ctx, "k", "new", 0)) // its announcement is lost
+					bus.setDown(false)
+				}()
+				synctest.Wait()
+				l1a.release()
+				require.NoError(t, <-wrote)
+				<-outage
+
+				v, ok, err := a.Get(ctx, "k")
+				require.NoError(t, err)
+				require.True(t, ok)
+				require.Equal(t, "new", v, "a's L1 kept a value from before the loss")
+			})
+		})
+	}
+}
+
+// landedL2 is an L2 whose Sets, once failing, store the value and then
+// report a timeout: a write that timed out on the client but landed.
+type landedL2 struct {
+	*fakeBackend
+	failing atomic.Bool
+}
+
+func (b *landedL2) Set(ctx context.Context, key string, v tiercache.CacheValue[string]) error {
+	if err := b.fakeBackend.Set(ctx, key, v); err != nil || !b.failing.Load() {
+		return err
+	}
+	return context.DeadlineExceeded
+}
+
+// The L2 write of a refreshed value is announced even when it fails, as a
+// Set's is: it may have landed, and another cache's L1 must not keep the
+// old value beside it.
+func TestInvalidationAnnouncesFailedL2WriteOfLoad(t *testing.T) {
+	loads := []struct {
+		name string
+		get  func(c *tiercache.Cache[string], n *int) (string, error)
+	}{
+		{"GetOrLoad", func(c *tiercache.Cache[string], n *int) (string, error) {
+			return c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) {
+				*n++
+				return "v" + string(rune('0'+*n)), nil
+			})
+		}},
+		{"GetOrLoadMany", func(c *tiercache.Cache[string], n *int) (string, error) {
+			m, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+				*n++
+				return map[string]string{"k": "v" + string(rune('0'+*n))}, nil
+			})
+			return m["k"], err
+		}},
+	}
+	for _, l := range loads {
+		t.Run(l.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				bus := &fakeBus{}
+				l2 := &landedL2{fakeBackend: newFakeBackend()}
+				opts := tiercache.Options[string]{Invalidator: bus, Offload: &inlineOffload{}, StaleAfter: time.Minute, DefaultTTL: time.Hour}
+				a := openCache(t, newFlushBackend(), l2, &opts)
+				l1b := newFlushBackend()
+				b := openCache(t, l1b, l2, &opts)
+				n := 0
+				v, err := l.get(a, &n)
+				require.NoError(t, err)
+				require.Equal(t, "v1", v)
+				v, _, err = b.Get(ctx, "k") // refilled into b's L1
+				require.NoError(t, err)
+				require.Equal(t, "v1", v)
+
+				time.Sleep(2 * time.Minute) // stale now
+				l2.failing.Store(true)
+				v, err = l.get(a, &n)
+				require.NoError(t, err)
+				require.Equal(t, "v1", v, "served stale")
+				require.Equal(t, 2, n, "refreshed")
+				got, _ := l2.peek("k")
+				require.Equal(t, "v2", got.Data, "the refresh's L2 write landed, though it failed")
+				_, inL1 := l1b.peek("k")
+				require.False(t, inL1, "b's old copy is evicted")
+				v, _, err = b.Get(ctx, "k")
+				require.NoError(t, err)
+				require.Equal(t, "v2", v)
+			})
+		})
+	}
+}
+
+// take removes the first task of kind held and returns it.
+func (o *heldOffload) take(kind string) func(context.Context) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, k := range o.kinds {
+		if k == kind {
+			task := o.tasks[i]
+			o.tasks, o.kinds = append(o.tasks[:i:i], o.tasks[i+1:]...), append(o.kinds[:i:i], o.kinds[i+1:]...)
+			return task
+		}
+	}
+	return nil
+}
+
+// A refill of a key that checked its ticket before a refresh found the key
+// gone, and is still writing L1 while the refresh evicts it, does not land
+// after the eviction: L1 does not keep the value L2 no longer has.
+func TestRefreshEvictionWaitsForRefillInProgress(t *testing.T) {
+	serves := []struct {
+		name  string
+		serve func(c *tiercache.Cache[string]) (string, error)
+	}{
+		{"GetOrLoad", func(c *tiercache.Cache[string]) (string, error) {
+			return c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "", tiercache.ErrNotFound })
+		}},
+		{"GetOrLoadMany", func(c *tiercache.Cache[string]) (string, error) {
+			m, err := c.GetOrLoadMany(context.Background(), []string{"k"}, func(context.Context, []string) (map[string]string, error) { return nil, nil })
+			return m["k"], err
+		}},
+	}
+	for _, sv := range serves {
+		t.Run(sv.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				off := &heldOffload{}
+				l1 := &heldSetL1{flushBackend: newFlushBackend()}
+				l2 := newFakeBackend()
+				c := openCache(t, l1, l2, &tiercache.Options[string]{Invalidator: &fakeBus{}, Offload: off, StaleAfter: time.Minute, DefaultTTL: time.Hour})
+				require.NoError(t, c.Set(ctx, "k", "old", 0))
+				require.NoError(t, l1.Delete(ctx, "k"))
+				time.Sleep(2 * time.Minute) // stale now
+
+				_, _, err := c.Get(ctx, "k") // from L2: its refill is held
+				require.NoError(t, err)
+				refill := off.take(tiercache.OffloadKindRefill)
+				require.NotNil(t, refill)
+				v, err := sv.serve(c)
+				require.NoError(t, err)
+				require.Equal(t, "old", v, "served stale; its refresh is held")
+				refresh := off.take(tiercache.OffloadKindRefresh)
+				require.NotNil(t, refresh)
+
+				l1.hold()
+				refilled := make(chan struct{})
+				go func() { defer close(refilled); refill(ctx) }()
+				synctest.Wait() // the refill is writing L1
+				refreshed := make(chan struct{})
+				go func() { defer close(refreshed); refresh(ctx) }() // finds k gone and evicts it
+				synctest.Wait()
+				l1.release()
+				<-refilled
+				<-refreshed
+				off.run()
+
+				_, inL2 := l2.peek("k")
+				require.False(t, inL2, "evicted from L2")
+				_, ok, err := c.Get(ctx, "k")
+				require.NoError(t, err)
+				require.False(t, ok, "L1 kept the value the refresh evicted")
+				off.run()
+			})
+		})
+	}
 }

@@ -829,7 +829,8 @@ func (c *Cache[T]) store(f *flight[T], v CacheValue[T], gen keyguard.Ticket, now
 
 // copyOneToL2 is copyToL2 for the value v of one flight f: it writes v
 // into L2 unless f's key was written or invalidated since gen was taken, or
-// f is abandoned, and announces the key.
+// f is abandoned, and announces the key, also when the write failed unless
+// the breaker refused it.
 func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T], gen keyguard.Ticket) {
 	var err error
 	wrote := false
@@ -840,18 +841,18 @@ func (c *Cache[T]) copyOneToL2(ctx context.Context, f *flight[T], v CacheValue[T
 	})
 	if err != nil {
 		c.writeFailed(ctx, L2, err)
-		return
 	}
-	if wrote {
+	if wrote && !l2Untouched(err, 1) { // a failed write may have landed, as a Set's
 		c.announce(ctx, f.key)
 	}
 }
 
 // copyToL2 writes loaded values into L2, the keys whose ticket still holds
 // and whose flight (flights[i], of keys[i]) is not abandoned, and announces
-// them. It writes under the keys' stripe L2 locks: a Set of one of them
-// that begins meanwhile waits for this write (at most until the Set's
-// deadline) and lands after it, while the stripes' L1 writes go on.
+// them, also when the write failed, unless the breaker refused every one.
+// It writes under the keys' stripe L2 locks: a Set of one of them that
+// begins meanwhile waits for this write (at most until the Set's deadline)
+// and lands after it, while the stripes' L1 writes go on.
 func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValue[T], tickets []keyguard.Ticket, flights []*flight[T]) {
 	var err error
 	var ok []int
@@ -868,9 +869,8 @@ func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValu
 	})
 	if err != nil {
 		c.writeFailed(ctx, L2, err)
-		return
 	}
-	if len(ok) > 0 {
+	if len(ok) > 0 && !l2Untouched(err, len(ok)) { // a failed write may have landed, as a Set's
 		k, _ := pickValues(keys, vals, ok)
 		c.announce(ctx, k...)
 	}
@@ -881,17 +881,22 @@ func (c *Cache[T]) copyToL2(ctx context.Context, keys []string, vals []CacheValu
 func (c *Cache[T]) evict(f *flight[T], gen keyguard.Ticket) {
 	ctx := f.background()
 	evicted := false
+	var err error
 	c.guard.WriteIf(f.key, gen, keyguard.StoreL2, func() {
-		if evicted = !f.abandoned.Load(); !evicted {
-			return
-		}
-		if err := errors.Join(c.deleteL1(ctx, f.key), c.deleteL2(ctx, f.key)); err != nil {
-			c.writeFailed(ctx, NoLayer, err)
+		if evicted = !f.abandoned.Load(); evicted {
+			err = c.deleteL2(ctx, f.key)
 		}
 	})
-	if evicted {
-		c.announce(ctx, f.key)
+	if !evicted {
+		return
 	}
+	// L1 after L2, under the stripe's L1 lock: a refill under way, which
+	// read the value before L2 lost it, lands first and is evicted.
+	c.guard.WriteIf(f.key, gen, keyguard.Store, func() { err = errors.Join(c.deleteL1(ctx, f.key), err) })
+	if err != nil {
+		c.writeFailed(ctx, NoLayer, err)
+	}
+	c.announce(ctx, f.key)
 }
 
 // notAbandoned returns the indexes in idx whose flight, in flights, is not

@@ -237,8 +237,16 @@ func (g *Guard) Invalidate(key string, evict func()) {
 }
 
 // InvalidateAll voids every ticket taken before it, of every key: L1 is
-// about to be flushed.
-func (g *Guard) InvalidateAll() { g.epoch.Add(1) }
+// about to be flushed. It then waits for the L1 writes under way, which
+// found their tickets good before, so that none of them lands after the
+// flush.
+func (g *Guard) InvalidateAll() {
+	g.epoch.Add(1)
+	for i := range g.stripes {
+		g.stripes[i].hold(Copy)
+		g.stripes[i].release(Copy)
+	}
+}
 
 // WriteManyIf is WriteIf for several keys at once: it locks the stripes of
 // keys (each once, in a fixed order), finds the keys whose ticket still

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -223,4 +224,28 @@ func TestWriteManyIf(t *testing.T) {
 	require.False(t, g.WriteIf("a", tickets[0], Copy, func() {}), "a Store voids older Copies")
 	require.True(t, g.WriteIf("a", tickets[0], Store, func() {}), "but not older Stores")
 	require.Nil(t, g.WriteManyIf([]string{"b"}, tickets[1:2], Store, func([]int) { t.Fatal("must not run") }))
+}
+
+// InvalidateAll waits for an L1 write in progress, whose ticket held when
+// it checked, so that the flush that follows lands after it.
+func TestInvalidateAllWaitsForWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := New()
+		var order []string
+		var mu sync.Mutex
+		add := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+		release, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			g.WriteIf("k", g.Ticket("k"), Copy, func() { <-release; add("write") })
+		}()
+		synctest.Wait() // the write is under way
+		flushed := make(chan struct{})
+		go func() { g.InvalidateAll(); add("flush"); close(flushed) }()
+		synctest.Wait()
+		close(release)
+		<-done
+		<-flushed
+		require.Equal(t, []string{"write", "flush"}, order)
+	})
 }

@@ -119,15 +119,18 @@ func (c *Cache[T]) getMany(ctx context.Context, keys []string) (map[string]T, er
 // one batch. An L2 failure degrades to load.
 func (c *Cache[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
 	if c.obs == nil {
-		return c.getOrLoadMany(ctx, keys, load)
+		return c.getOrLoadMany(ctx, keys, load, nil)
 	}
 	ctx, start := c.startOp(ctx, OpGetOrLoadMany)
-	out, err := c.getOrLoadMany(ctx, keys, load)
-	c.endOp(ctx, OpGetOrLoadMany, start, opInfo{}, len(out) > 0, len(keys), err)
+	var info opInfo
+	out, err := c.getOrLoadMany(ctx, keys, load, &info)
+	c.endOp(ctx, OpGetOrLoadMany, start, info, len(out) > 0, len(keys), err)
 	return out, err
 }
 
-func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
+// getOrLoadMany is GetOrLoadMany; info, when not nil, learns whether every
+// value it returns was loaded, no layer serving one.
+func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error), info *opInfo) (map[string]T, error) {
 	uniq, err := c.checkKeys(keys)
 	if err != nil {
 		return nil, err
@@ -163,6 +166,9 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 	if withL2 && len(pending) > 0 {
 		pending = c.readRefreshing(ctx, uniq, pending, vals)
 	}
+	if info != nil {
+		info.loaded = !anyServed(vals, nil, nil)
+	}
 	var errs []error
 	if len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -175,12 +181,35 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 			}
 		}()
 		errs = c.awaitMany(ctx, uniq, pending, flights, vals, load)
+		if info != nil && info.loaded {
+			info.loaded = !anyServed(vals, pending, flights)
+		}
 	}
 	var err2 error
 	if len(errs) > 0 {
 		err2 = errors.Join(errs...)
 	}
 	return c.batchAnswer(ctx, uniq, vals, load, err2)
+}
+
+// anyServed reports whether a layer served one of vals that is not a
+// remembered absence: any of them, or with flights, those of the keys at
+// pending that are their flight's L2 value rather than a loaded one.
+func anyServed[T any](vals []*CacheValue[T], pending []int, flights []*flight[T]) bool {
+	if flights == nil {
+		for _, v := range vals {
+			if v != nil && !v.Negative {
+				return true
+			}
+		}
+		return false
+	}
+	for j, f := range flights {
+		if v := vals[pending[j]]; v != nil && !v.Negative && v == f.l2Value {
+			return true
+		}
+	}
+	return false
 }
 
 // readRefreshing reads from L2 the keys of pending that a background
@@ -353,9 +382,10 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 // abandonedIfCtxEnded reports a read that failed once its ctx had ended (a
 // race decided against it, or its caller left) as abandoned: the layer was
 // not waited for, which says nothing of its health. A layer's own timeout
-// ends a ctx derived from ctx, not ctx, and stays a failure.
+// ends a ctx derived from ctx, not ctx, and stays a failure; a read the
+// breaker refused was not run, and stays uncounted.
 func abandonedIfCtxEnded(ctx context.Context, rep *LayerReport) {
-	if rep.Status == StatusFailed && ctx.Err() != nil {
+	if rep.Status == StatusFailed && rep.Err != ErrBreakerOpen && ctx.Err() != nil {
 		rep.Status = StatusAbandoned
 	}
 }
@@ -493,6 +523,12 @@ func (c *Cache[T]) readBatch(ctx context.Context, keys []string) batchRead[T] {
 			})
 		}
 		_ = g.Wait()
+	}
+	now := time.Now()
+	for i, v := range r.vals {
+		if v != nil && v.Expired(now) { // expired while another layer or key was read
+			r.vals[i] = nil
+		}
 	}
 	var refill []int
 	for i, v := range r.vals {

@@ -2351,3 +2351,32 @@ func TestGetOrLoadManyLeftDuringL2ReadDoesNotLoad(t *testing.T) {
 		require.Zero(t, s.BatchKeysLoaded)
 	})
 }
+
+// An L1 value that expires while the batch waits for L2 (which another key
+// needs, or which a policy reading both layers waits for) is a miss, as
+// for one key: GetMany leaves it out, and GetOrLoadMany under a policy
+// reading both layers loads it with the keys that missed.
+func TestBatchDoesNotServeL1ValueExpiredWhileL2WasRead(t *testing.T) {
+	eachBatchCase(t, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		c := openBatchCache(t, bc, l1, l2, nil)
+		l2.configure(func(b *fakeBackend) { b.delay = 2 * time.Second })
+		expiring := tiercache.CacheValue[string]{Data: "old", Expire: time.Now().Add(time.Second)}
+
+		l1.put("a", expiring)
+		got, err := c.GetMany(context.Background(), []string{"a", "b"})
+		require.NoError(t, err)
+		require.Empty(t, got, "served a second past its Expire")
+
+		if bc.sequential() {
+			// Not yet: its L1 hits wait for the flights of its misses
+			// and are not checked again (reported, not fixed).
+			return
+		}
+		l1.put("a", expiring)
+		loader := loadMany(loadEvery)
+		got, err = c.GetOrLoadMany(context.Background(), []string{"a", "b"}, loader.load)
+		require.NoError(t, err)
+		require.Equal(t, loadedValues("a", "b"), got)
+	})
+}

@@ -106,8 +106,9 @@ func (c *Cache[T]) newBreaker(o BreakerOptions) *breaker.Breaker {
 }
 
 // l2Open reports whether the breaker refuses L2 now, without taking a
-// probe's place.
-func (c *Cache[T]) l2Open() bool { return c.breaker != nil && c.breaker.Refusing() }
+// probe's place; a refusal is counted in Stats.Breaker.Rejected, as the
+// L2 operation not made.
+func (c *Cache[T]) l2Open() bool { return c.breaker != nil && c.breaker.Refuse() }
 
 // l2Allow asks the breaker whether L2 may be called; without a breaker it
 // always may.

@@ -1828,3 +1828,28 @@ func TestGetOrLoadL1HitBesideAFailedLoadIsNotAnError(t *testing.T) {
 		require.Equal(t, "in L1", r.v)
 	})
 }
+
+// Under ParallelReadPolicy, an L1 value that expires while the read waits
+// for a slow L2 is not served: Get misses, and GetOrLoad loads the key.
+func TestGetOrLoadParallelDoesNotServeL1ValueExpiredWhileL2WasRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l1, l2 := newFakeBackend(), newFakeBackend()
+		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: tiercache.ParallelReadPolicy[string]{}})
+		l2.configure(func(b *fakeBackend) { b.delay = 2 * time.Second })
+		expiring := func() tiercache.CacheValue[string] {
+			return tiercache.CacheValue[string]{Data: "old", Expire: time.Now().Add(time.Second)}
+		}
+
+		l1.put("k", expiring())
+		v, ok, err := c.Get(context.Background(), "k")
+		require.NoError(t, err)
+		require.False(t, ok, "Get served %q a second past its Expire", v)
+
+		l1.put("k", expiring())
+		loader := countLoads(func(context.Context, int) (string, error) { return "new", nil })
+		v, err = c.GetOrLoad(context.Background(), "k", loader.load)
+		require.NoError(t, err)
+		require.Equal(t, "new", v, "GetOrLoad served the value a second past its Expire")
+		require.Equal(t, 1, loader.n())
+	})
+}

@@ -549,9 +549,11 @@ func waitDone[T any](ctx context.Context, f *flight[T]) (*CacheValue[T], error) 
 	}
 }
 
-// readL2Direct reads L2 outside any flight, counting the read.
+// readL2Direct reads L2 outside any flight, counting the read (abandoned
+// when ctx ended during it).
 func (c *Cache[T]) readL2Direct(ctx context.Context, key string) (*CacheValue[T], error) {
 	v, rep := readLayer(ctx, key, c.readL2)
+	abandonedIfCtxEnded(ctx, &rep)
 	c.recordRead(ctx, L2, rep)
 	return v, rep.Err
 }

@@ -1,13 +1,17 @@
 package tiercache
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ParallelReadPolicy reads both layers at once and waits for both.
 //
 // L1 is read on the calling goroutine and L2 on one new goroutine. When both
 // hit, the value that expires later wins, compared as exact instants; a value
 // that never expires beats one that does, and a tie goes to L1. When only one
-// layer hits, its value wins whatever the other did.
+// layer hits, its value wins whatever the other did; an L1 value that expires
+// while L2 is waited for is a miss.
 //
 // Choose it when freshness matters more than latency: every read costs an L2
 // round trip, but a value refreshed in L2 by another process is seen at once.
@@ -48,6 +52,9 @@ func (ParallelReadPolicy[T]) Read(ctx context.Context, key string, l1, l2 ReadFu
 		}
 	}
 	res.L2 = p.rep
+	if v1 != nil && !v1.Expire.IsZero() && v1.Expired(time.Now()) { // expired while L2 was waited for
+		v1, res.L1.Status = nil, StatusMiss
+	}
 	switch {
 	case v1 != nil && (p.v == nil || !expiresBefore(v1, p.v)):
 		res.Value, res.Source = v1, L1

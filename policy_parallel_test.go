@@ -99,3 +99,28 @@ func TestParallelL2HitBeforeCtxEndWins(t *testing.T) {
 		}
 	})
 }
+
+// An L1 value that expires while Parallel waits for a slow L2 is a miss,
+// not the answer: ReadResult.Value is never expired. Whether L2 then misses
+// or fails, the read is a miss without an error.
+func TestParallelL1ValueExpiredWhileWaitingForL2IsAMiss(t *testing.T) {
+	tests := []struct {
+		name string
+		l2   *fakeLayer
+	}{
+		{name: "L2 misses", l2: &fakeLayer{delay: 2 * time.Second}},
+		{name: "L2 fails", l2: &fakeLayer{delay: 2 * time.Second, err: errors.New("down")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l1 := &fakeLayer{val: hitIn("1", time.Second)}
+				res, err := tiercache.ParallelReadPolicy[string]{}.Read(context.Background(), "k", l1.read, tt.l2.read, nil)
+				require.NoError(t, err)
+				require.Nil(t, res.Value, "expired at 1s, answered at 2s")
+				require.Equal(t, tiercache.NoLayer, res.Source)
+				require.Equal(t, tiercache.StatusMiss, res.L1.Status)
+			})
+		})
+	}
+}

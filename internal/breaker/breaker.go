@@ -188,6 +188,16 @@ func (b *Breaker) Refusing() bool {
 	return false
 }
 
+// Refuse is Refusing for a call that is not made when it reports true: the
+// refusal is counted in Rejected.
+func (b *Breaker) Refuse() bool {
+	if !b.Refusing() {
+		return false
+	}
+	b.rejected.Add(1)
+	return true
+}
+
 // State returns the current state.
 func (b *Breaker) State() State { return State(b.state.Load()) }
 

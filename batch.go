@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -184,12 +185,46 @@ func (c *Cache[T]) getOrLoadMany(ctx context.Context, keys []string, load func(c
 		if info != nil && info.loaded {
 			info.loaded = !anyServed(vals, pending, flights)
 		}
+		// A value read before those waits may have expired during them: it
+		// is a miss now, read from L2 and loaded as the others were.
+		if again := expiredSince(vals, pending); len(again) > 0 && ctx.Err() == nil {
+			for _, i := range again {
+				vals[i] = nil
+			}
+			flights := c.joinMany(ctx, uniq, again, true, load, nil)
+			defer func() {
+				for _, f := range flights {
+					c.leave(f)
+				}
+			}()
+			errs = append(errs, c.awaitMany(ctx, uniq, again, flights, vals, load)...)
+		}
 	}
 	var err2 error
 	if len(errs) > 0 {
 		err2 = errors.Join(errs...)
 	}
 	return c.batchAnswer(ctx, uniq, vals, load, err2)
+}
+
+// expiredSince returns the indexes of vals, other than those at pending,
+// whose values have expired by now.
+func expiredSince[T any](vals []*CacheValue[T], pending []int) []int {
+	var out []int
+	now := time.Now()
+	for i, v := range vals {
+		if v != nil && v.Expired(now) {
+			out = append(out, i)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	waited := make(map[int]bool, len(pending))
+	for _, i := range pending {
+		waited[i] = true
+	}
+	return slices.DeleteFunc(out, func(i int) bool { return waited[i] })
 }
 
 // anyServed reports whether a layer served one of vals that is not a

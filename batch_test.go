@@ -2368,15 +2368,35 @@ func TestBatchDoesNotServeL1ValueExpiredWhileL2WasRead(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, got, "served a second past its Expire")
 
-		if bc.sequential() {
-			// Not yet: its L1 hits wait for the flights of its misses
-			// and are not checked again (reported, not fixed).
-			return
-		}
 		l1.put("a", expiring)
 		loader := loadMany(loadEvery)
 		got, err = c.GetOrLoadMany(context.Background(), []string{"a", "b"}, loader.load)
 		require.NoError(t, err)
 		require.Equal(t, loadedValues("a", "b"), got)
+	})
+}
+
+// A hit GetOrLoadMany read before waiting for the loads of its misses, and
+// that expired during that wait, is not returned: it is read from L2 and
+// loaded as a miss.
+func TestGetOrLoadManyHitExpiredWhileOthersLoadedIsReloaded(t *testing.T) {
+	eachBatchCase(t, func(t *testing.T, bc batchCase) {
+		l1, l2 := bc.layers()
+		c := openBatchCache(t, bc, l1, l2, nil)
+		l1.put("a", tiercache.CacheValue[string]{Data: "old", Expire: time.Now().Add(time.Second)})
+		var asked [][]string
+		load := func(_ context.Context, keys []string) (map[string]string, error) {
+			asked = append(asked, keys)
+			time.Sleep(2 * time.Second) // "a" expires meanwhile
+			m := map[string]string{}
+			for _, k := range keys {
+				m[k] = "loaded " + k
+			}
+			return m, nil
+		}
+		got, err := c.GetOrLoadMany(context.Background(), []string{"a", "b"}, load)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"a": "loaded a", "b": "loaded b"}, got, "not the value that expired a second before")
+		require.Equal(t, [][]string{{"b"}, {"a"}}, asked)
 	})
 }

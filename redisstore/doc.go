@@ -256,7 +256,15 @@
 // Invalidator drops its own messages when Redis echoes them. Classic
 // pub/sub reaches every node of a Cluster whichever node a message is
 // published on, so an Invalidator over a *redis.ClusterClient works as one
-// over a *redis.Client does (both are tested).
+// over a *redis.Client does (both are tested). A *redis.Ring has no such
+// bus: it sends a PUBLISH to the shard its channel's name hashes to, and
+// the Invalidator subscribes on that shard, so Invalidators over Rings of
+// the same shards reach each other (tested too). But a Ring hashes over
+// the shards it sees up: a replica whose Ring alone sees the channel's
+// shard down publishes to another shard, and the others, still subscribed
+// where they were, miss its messages without noticing. Give the
+// Invalidator a *redis.Client of one node (or a *redis.ClusterClient)
+// even when the Stores use a Ring: it needs one bus, not sharding.
 //
 // Messages are binary, small and versioned, at most 64 KiB (a larger batch
 // is split; a single key larger than that goes alone):

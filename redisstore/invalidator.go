@@ -83,8 +83,11 @@ var _ tiercache.Invalidator = (*Invalidator)(nil)
 // NewInvalidator returns an Invalidator over client configured by opts; nil
 // opts means the defaults. client may be any redis.UniversalClient: classic
 // pub/sub reaches every node of a Cluster, so a *redis.ClusterClient works
-// as a *redis.Client does. NewInvalidator validates opts, returning an error
-// prefixed "redisstore:", and never modifies *opts.
+// as a *redis.Client does; over a *redis.Ring it subscribes on the shard
+// that the Ring sends the channel's PUBLISH to, which replicas whose Rings
+// disagree on which shards are up do not share (see the package doc:
+// prefer a *redis.Client of one node). NewInvalidator validates
+// opts, returning an error prefixed "redisstore:", and never modifies *opts.
 //
 // It returns at once and subscribes in the background, retrying with
 // backoff while Redis cannot be reached: the caches that subscribe are told

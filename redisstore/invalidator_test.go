@@ -382,6 +382,34 @@ func TestInvalidatorClusterWide(t *testing.T) {
 	}
 }
 
+// Over a Ring, PUBLISH goes to the shard its channel's name hashes to (a
+// Ring has no cluster bus), and a Ring refuses a Subscribe without a
+// channel with a panic: the Invalidator subscribes on that shard, so that
+// every Invalidator over the same shards gets the others' keys. Two shards
+// on two servers, so that a subscription on the other one would hear
+// nothing.
+func TestInvalidatorRing(t *testing.T) {
+	addrs := map[string]string{"a": redistest.Addr(t), "b": redistest.Start(t).Addr}
+	newRing := func() *redis.Ring {
+		r := redis.NewRing(&redis.RingOptions{Addrs: addrs, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	for n := range 4 { // channels that hash to either shard
+		channel := fmt.Sprint(newChannel(), ":", n)
+		invA := newInvalidator(t, newRing(), redisstore.InvalidatorOptions{Channel: channel})
+		invB := newInvalidator(t, newRing(), redisstore.InvalidatorOptions{Channel: channel})
+		a, b := &recorder{}, &recorder{}
+		subA := a.subscribe(t, invA)
+		b.subscribe(t, invB)
+		a.waitRestored(t)
+		b.waitRestored(t)
+		require.NoError(t, subA.Announce(context.Background(), "k1", "k2"))
+		require.Eventually(t, func() bool { return b.has("k1", "k2") }, waitFor, tick, "channel %q", channel)
+		require.Eventually(t, func() bool { return invA.Stats().EchoesDropped == 1 }, waitFor, tick, "the echo comes back on the same shard")
+	}
+}
+
 // A subscription of the same process gets the keys at once: it does not
 // wait for the batch window nor for Redis. Judged by events, not by a
 // wall-clock bound: the handler gets the keys before the window ends, as a

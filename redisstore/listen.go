@@ -61,7 +61,18 @@ func (i *Invalidator) listen() {
 
 // connect makes a PubSub, subscribes and waits for Redis to confirm.
 func (i *Invalidator) connect() (*redis.PubSub, error) {
-	ps := i.client.Subscribe(i.ctx) // no channel yet: no I/O
+	client := i.client
+	if ring, ok := client.(*redis.Ring); ok {
+		// A Ring panics on a Subscribe without a channel, and sends a
+		// PUBLISH to the shard its channel's name hashes to: subscribe
+		// on that shard.
+		shard, err := ring.GetShardClientForKey(i.channel)
+		if err != nil {
+			return nil, err
+		}
+		client = shard
+	}
+	ps := client.Subscribe(i.ctx) // no channel yet: no I/O
 	i.mu.Lock()
 	if i.closing {
 		i.mu.Unlock()

@@ -321,7 +321,7 @@ func (c *Cache[T]) checkKeys(keys []string) ([]string, error) {
 	uniq := make([]string, 0, len(keys))
 	for i, key := range keys {
 		if key == "" {
-			return nil, fmt.Errorf("tiercache: key %d of %d: %w", i, len(keys), errEmptyKey)
+			return nil, fmt.Errorf("tiercache: key %d of %d: empty key", i, len(keys))
 		}
 		if _, dup := seen[key]; !dup {
 			seen[key] = struct{}{}

@@ -540,6 +540,8 @@ func TestBatchRejectsBadInput(t *testing.T) {
 			require.Error(t, err)
 			require.True(t, strings.HasPrefix(err.Error(), "tiercache:"), err.Error())
 			require.ErrorContains(t, err, "empty key")
+			require.ErrorContains(t, err, "key 1 of 3")
+			require.Equal(t, 1, strings.Count(err.Error(), "tiercache:"), "the package name once: %s", err)
 		}},
 		{name: "nil load", keys: []string{"a", "b"}, nilLoad: true, check: func(t *testing.T, err error) {
 			require.Error(t, err)

@@ -475,7 +475,7 @@ func (c *Cache[T]) goBackgroundOrDrop(ctx context.Context, kind string, task fun
 // cache's background work covers the task while it runs on the flight.
 func (c *Cache[T]) followUp(ctx context.Context, kind string, task func(ctx context.Context), refused func()) (run func()) {
 	p, ok := c.off.(*OffloadPool)
-	if !ok {
+	if !ok || p == nil { // a nil *OffloadPool rejects every task, as Go does
 		if !c.goBackgroundOrDrop(ctx, kind, task, refused) && refused != nil {
 			refused()
 		}

@@ -1782,3 +1782,25 @@ func TestCloseGivenUpCancelsRaceLoserOfSharedOffload(t *testing.T) {
 		synctest.Wait() // the read, cancelled, has returned
 	})
 }
+
+// A nil *OffloadPool as Options.Offload is an Offload that rejects every
+// task, as OffloadPool.Go documents: background work is shed and counted,
+// and no goroutine of the cache dereferences it.
+func TestNilOffloadPoolRejectsBackgroundWork(t *testing.T) {
+	ctx := context.Background()
+	var pool *tiercache.OffloadPool
+	l1, l2 := newFakeBackend(), newFakeBackend()
+	c, err := tiercache.New[string](l1, l2, &tiercache.Options[string]{Offload: pool})
+	require.NoError(t, err)
+	defer c.Close(ctx)
+
+	v, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "v", nil })
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+	got, ok, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "v", got)
+	require.NoError(t, c.Close(ctx))
+	require.Equal(t, uint64(1), c.Stats().OffloadRejected, "the L2 write of the loaded value, shed")
+}

@@ -1,6 +1,7 @@
 package tiercache
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -134,7 +135,15 @@ func (o *Options[T]) validate() error {
 	if o.Refill > RefillInline {
 		return fmt.Errorf("tiercache: Options.Refill: unknown %v", o.Refill)
 	}
-	if p, ok := o.ReadPolicy.(RaceReadPolicy[T]); ok {
+	switch p := o.ReadPolicy.(type) {
+	case RaceReadPolicy[T]:
+		if err := p.validate(); err != nil {
+			return fmt.Errorf("tiercache: Options.ReadPolicy: %w", err)
+		}
+	case *RaceReadPolicy[T]:
+		if p == nil {
+			return errors.New("tiercache: Options.ReadPolicy: nil *RaceReadPolicy")
+		}
 		if err := p.validate(); err != nil {
 			return fmt.Errorf("tiercache: Options.ReadPolicy: %w", err)
 		}

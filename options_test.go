@@ -50,6 +50,8 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{name: "unknown Refill", opts: tiercache.Options[string]{Refill: tiercache.RefillInline + 1}, field: "Refill"},
 		{name: "race with unknown Loser", opts: tiercache.Options[string]{ReadPolicy: tiercache.RaceReadPolicy[string]{Loser: tiercache.LoserCancel + 1}}, field: "ReadPolicy: RaceReadPolicy.Loser"},
 		{name: "race with negative HedgeAfter", opts: tiercache.Options[string]{ReadPolicy: tiercache.RaceReadPolicy[string]{HedgeAfter: -time.Millisecond}}, field: "ReadPolicy: RaceReadPolicy.HedgeAfter"},
+		{name: "race by pointer with negative HedgeAfter", opts: tiercache.Options[string]{ReadPolicy: &tiercache.RaceReadPolicy[string]{HedgeAfter: -time.Millisecond}}, field: "ReadPolicy: RaceReadPolicy.HedgeAfter"},
+		{name: "nil *RaceReadPolicy", opts: tiercache.Options[string]{ReadPolicy: (*tiercache.RaceReadPolicy[string])(nil)}, field: "ReadPolicy: nil *RaceReadPolicy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

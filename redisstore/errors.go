@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tiercache/tiercache"
 )
 
@@ -34,6 +35,23 @@ var ErrClosed = errors.New("redisstore: store closed")
 
 // errNilClient is returned by New for a nil client.
 var errNilClient = errors.New("redisstore: New: nil client")
+
+// isNilClient reports whether client is nil, or a nil pointer of one of
+// go-redis's client types, which would panic at its first use (in an
+// Invalidator, on a goroutine of its own).
+func isNilClient(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case nil:
+		return true
+	case *redis.Client:
+		return c == nil
+	case *redis.ClusterClient:
+		return c == nil
+	case *redis.Ring:
+		return c == nil
+	}
+	return false
+}
 
 // opError is the error of one operation on one key: it names the operation
 // and the Redis key and wraps the cause.

@@ -99,7 +99,7 @@ var _ tiercache.Invalidator = (*Invalidator)(nil)
 // only then (otherwise a PUBLISH to a Redis that stopped answering lasts the
 // client's ReadTimeout, and so may Close).
 func NewInvalidator(client redis.UniversalClient, opts *InvalidatorOptions) (*Invalidator, error) {
-	if client == nil {
+	if isNilClient(client) {
 		return nil, errors.New("redisstore: NewInvalidator: nil client")
 	}
 	var o InvalidatorOptions

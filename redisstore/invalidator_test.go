@@ -232,6 +232,21 @@ func TestNewInvalidator(t *testing.T) {
 		_, err := redisstore.NewInvalidator(nil, nil)
 		require.ErrorContains(t, err, "redisstore:")
 	})
+	// A nil pointer of a client type is refused too, before any goroutine
+	// of the Invalidator could use it.
+	for name, nilClient := range map[string]redis.UniversalClient{
+		"nil *redis.Client":        (*redis.Client)(nil),
+		"nil *redis.ClusterClient": (*redis.ClusterClient)(nil),
+		"nil *redis.Ring":          (*redis.Ring)(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			inv, err := redisstore.NewInvalidator(nilClient, nil)
+			if inv != nil {
+				defer inv.Close()
+			}
+			require.ErrorContains(t, err, "redisstore: NewInvalidator: nil client")
+		})
+	}
 	for _, c := range []struct {
 		name string
 		opts redisstore.InvalidatorOptions

@@ -50,7 +50,7 @@ var _ tiercache.Backend[string] = (*Store[string])(nil)
 // "redisstore:", never modifies *opts, sends no command and starts no
 // goroutine.
 func New[T any](client redis.UniversalClient, opts *Options[T]) (*Store[T], error) {
-	if client == nil {
+	if isNilClient(client) {
 		return nil, errNilClient
 	}
 	var o Options[T]

@@ -40,6 +40,16 @@ func TestNew(t *testing.T) {
 		require.Error(t, err)
 		assert.True(t, strings.HasPrefix(err.Error(), "redisstore:"), err)
 	})
+	for name, nilClient := range map[string]redis.UniversalClient{
+		"nil *redis.Client":        (*redis.Client)(nil),
+		"nil *redis.ClusterClient": (*redis.ClusterClient)(nil),
+		"nil *redis.Ring":          (*redis.Ring)(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := redisstore.New[string](nilClient, nil)
+			require.ErrorContains(t, err, "redisstore: New: nil client")
+		})
+	}
 	t.Run("nil options", func(t *testing.T) {
 		s, err := redisstore.New[string](client, nil)
 		require.NoError(t, err)

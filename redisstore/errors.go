@@ -30,8 +30,18 @@ type badEntry struct{ msg string }
 func (e *badEntry) Error() string { return e.msg }
 func (e *badEntry) Unwrap() error { return tiercache.ErrBadEntry }
 
-// ErrClosed is returned by every operation on a Store after Close.
-var ErrClosed = errors.New("redisstore: store closed")
+// ErrClosed is returned by every operation on a Store after Close. It is
+// also tiercache.ErrClosed to errors.Is, as a closed otterstore's error is,
+// so that code checking a Backend's error needs only the latter.
+var ErrClosed error = closedError{}
+
+// closedError is ErrClosed.
+type closedError struct{}
+
+func (closedError) Error() string { return "redisstore: store closed" }
+
+// Is makes errors.Is(ErrClosed, tiercache.ErrClosed) hold.
+func (closedError) Is(target error) bool { return target == tiercache.ErrClosed }
 
 // errNilClient is returned by New for a nil client.
 var errNilClient = errors.New("redisstore: New: nil client")

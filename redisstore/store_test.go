@@ -615,8 +615,12 @@ func TestClosedErrorsPrefixedOnce(t *testing.T) {
 	} {
 		err := s.Set(ctx, "k", v)
 		assert.ErrorIs(t, err, redisstore.ErrClosed, name)
+		assert.ErrorIs(t, err, tiercache.ErrClosed, name)
 		assert.Equal(t, `redisstore: set "k": store closed`, err.Error(), name)
 	}
+	_, err = s.Get(ctx, "k")
+	assert.ErrorIs(t, err, tiercache.ErrClosed, "Get")
+	assert.ErrorIs(t, s.Delete(ctx, "k"), tiercache.ErrClosed, "Delete")
 }
 
 func TestCancelledContext(t *testing.T) {

@@ -453,6 +453,19 @@ func newStressOrigin(rng *rand.Rand) *stressOrigin {
 	return o
 }
 
+// stressCase draws the options and the origin of case number n of a run
+// with seed, from the random stream stream, with inv as the Invalidator,
+// and logs them; it returns the case's seed.
+func stressCase(t *testing.T, seed uint64, n int, stream uint64, policy tiercache.ReadPolicy[string], inv tiercache.Invalidator) (uint64, tiercache.Options[string], *stressOrigin) {
+	t.Helper()
+	caseSeed := seed + uint64(n)
+	rng := rand.New(rand.NewPCG(caseSeed, stream))
+	opts := stressOptions(rng, policy)
+	opts.Invalidator = inv
+	t.Logf("seed %d: %v", caseSeed, describe(opts))
+	return caseSeed, opts, newStressOrigin(rng)
+}
+
 func TestStressConvergence(t *testing.T) {
 	seed := stressSeed(t)
 	t.Logf("TIERCACHE_STRESS_SEED=%d", seed)
@@ -460,11 +473,7 @@ func TestStressConvergence(t *testing.T) {
 	for pi, p := range stressPolicies {
 		for ki, kind := range stressKinds {
 			t.Run(p.name+"/"+kind.name, func(t *testing.T) {
-				caseSeed := seed + uint64(pi*len(stressKinds)+ki)
-				rng := rand.New(rand.NewPCG(caseSeed, 0))
-				opts := stressOptions(rng, p.policy)
-				t.Logf("seed %d: %v", caseSeed, describe(opts))
-				origin := newStressOrigin(rng)
+				caseSeed, opts, origin := stressCase(t, seed, pi*len(stressKinds)+ki, 0, p.policy, nil)
 				l1, l2 := kind.l1(), kind.l2()
 				c, err := tiercache.New[string](l1, l2, &opts)
 				require.NoError(t, err)
@@ -512,12 +521,7 @@ func TestStressCoherence(t *testing.T) {
 	for pi, p := range stressPolicies {
 		for ki, kind := range stressKinds {
 			t.Run(p.name+"/"+kind.name, func(t *testing.T) {
-				caseSeed := seed + uint64(pi*len(stressKinds)+ki)
-				rng := rand.New(rand.NewPCG(caseSeed, 1))
-				opts := stressOptions(rng, p.policy)
-				opts.Invalidator = lingeringBus{&fakeBus{}}
-				t.Logf("seed %d: %v", caseSeed, describe(opts))
-				origin := newStressOrigin(rng)
+				caseSeed, opts, origin := stressCase(t, seed, pi*len(stressKinds)+ki, 1, p.policy, lingeringBus{&fakeBus{}})
 				l1a, l1b, l2 := kind.l1(), kind.l1(), kind.l2()
 				a, err := tiercache.New[string](l1a, l2, &opts)
 				require.NoError(t, err)

@@ -2018,10 +2018,7 @@ func TestGetOrLoadManyLeavesAFlightWhoseValueIsNoLongerGood(t *testing.T) {
 // refresh's load.
 func TestGetOrLoadManyRefreshWhileL2ReadInFlightLoadsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		l2Gate, openL2 := loadGate(t)
-		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
-		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+		c, l1, openL2 := staleAfterMinuteHeldL2(t)
 		var loads atomic.Int32
 		load := func(context.Context) (string, error) {
 			time.Sleep(time.Second)
@@ -2078,10 +2075,7 @@ func TestGetOrLoadManyDeleteBeforeAnswerIsNotUndone(t *testing.T) {
 // As TestGetOrLoadJoinsFlightUntilItsValueIsInL2, for a batch load.
 func TestGetOrLoadManyJoinsFlightUntilItsValueIsInL2(t *testing.T) {
 	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		off := &heldOffload{}
-		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
-		t.Cleanup(func() { off.run() })
+		c, l1, l2, _ := heldWritesCache(t, lp)
 		loads := 0
 		load := func(_ context.Context, keys []string) (map[string]string, error) {
 			loads++
@@ -2106,10 +2100,7 @@ func TestGetOrLoadManyJoinsFlightUntilItsValueIsInL2(t *testing.T) {
 // under way loads the key once.
 func TestGetOrLoadManyNoRefreshWhileL2ReadInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		l2Gate, openL2 := loadGate(t)
-		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
-		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+		c, l1, openL2 := staleAfterMinuteHeldL2(t)
 		var mu sync.Mutex
 		loads := 0
 		loadOne := func(context.Context) (string, error) {

@@ -1513,10 +1513,7 @@ func TestGetOrLoadLeavesNoFlightBehind(t *testing.T) {
 // is there and loading it again.
 func TestGetOrLoadJoinsFlightUntilItsValueIsInL2(t *testing.T) {
 	eachLoadPolicy(t, func(t *testing.T, lp loadPolicy) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		off := &heldOffload{}
-		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: off})
-		t.Cleanup(func() { off.run() })
+		c, l1, l2, held := heldWritesCache(t, lp)
 		loads := 0
 		load := func(context.Context) (string, error) { loads++; return "v", nil }
 		v, err := c.GetOrLoad(context.Background(), "k", load)
@@ -1529,14 +1526,14 @@ func TestGetOrLoadJoinsFlightUntilItsValueIsInL2(t *testing.T) {
 		require.Equal(t, "v", v)
 		require.Equal(t, 1, loads, "no second load")
 		require.Equal(t, gets, l2.calls().gets, "no L2 read before the value is there")
-		off.run() // the L2 write lands; the flight leaves
+		held.run() // the L2 write lands; the flight leaves
 		require.NoError(t, l1.Delete(context.Background(), "k"))
 		v, err = c.GetOrLoad(context.Background(), "k", load)
 		require.NoError(t, err)
 		require.Equal(t, "v", v)
 		require.Equal(t, 1, loads, "now from L2")
 		require.Equal(t, gets+1, l2.calls().gets)
-		off.run()
+		held.run()
 	})
 }
 
@@ -1618,10 +1615,7 @@ func TestGetOrLoadLeavesAFlightWhoseValueExpiredDuringASlowL2Write(t *testing.T)
 // load instead of loading the key beside it.
 func TestGetOrLoadNoRefreshWhileL2ReadInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l1, l2 := newFakeBackend(), newFakeBackend()
-		l2Gate, openL2 := loadGate(t)
-		l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
-		c := newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+		c, l1, openL2 := staleAfterMinuteHeldL2(t)
 		var inflight, peak atomic.Int32
 		loader := countLoads(func(_ context.Context, call int) (string, error) {
 			n := inflight.Add(1)
@@ -1766,6 +1760,30 @@ func TestGetOrLoadManyDoesNotOverwriteASetThatLandedAfterItsL2Read(t *testing.T)
 		requireLoadHolds(t, l1, "k", "set", time.Time{}, time.Time{}, "the Set stays in L1")
 		requireLoadHolds(t, l2.fakeBackend, "k", "set", time.Time{}, time.Time{}, "the Set stays in L2")
 	})
+}
+
+// staleAfterMinuteHeldL2 returns a cache whose values go stale after a
+// minute and live an hour, with its L1, over an L2 whose every operation
+// waits until openL2 is called. Call it in a bubble.
+func staleAfterMinuteHeldL2(t *testing.T) (c *tiercache.Cache[string], l1 *fakeBackend, openL2 func()) {
+	t.Helper()
+	l1, l2 := newFakeBackend(), newFakeBackend()
+	l2Gate, openL2 := loadGate(t)
+	l2.configure(func(b *fakeBackend) { b.gate = l2Gate })
+	c = newLoadTestCache(t, l1, l2, &tiercache.Options[string]{StaleAfter: time.Minute, DefaultTTL: time.Hour})
+	return c, l1, openL2
+}
+
+// heldWritesCache returns a cache under lp, its layers, and the Offload
+// that holds its background work (the L2 writes of loaded values among it)
+// until held.run(), or the end of the test.
+func heldWritesCache(t *testing.T, lp loadPolicy) (c *tiercache.Cache[string], l1, l2 *fakeBackend, held *heldOffload) {
+	t.Helper()
+	l1, l2 = newFakeBackend(), newFakeBackend()
+	held = &heldOffload{}
+	c = newLoadTestCache(t, l1, l2, &tiercache.Options[string]{ReadPolicy: lp.policy, Offload: held})
+	t.Cleanup(func() { held.run() })
+	return c, l1, l2, held
 }
 
 // deletingBeforeAnswer returns a cache under lp whose Offload, handed the

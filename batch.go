@@ -356,7 +356,6 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 		for i, key := range keys {
 			g.Go(func() error {
 				v, rep := readLayer(ctx, key, read)
-				abandonedIfCtxEnded(ctx, &rep)
 				c.recordRead(ctx, l, rep)
 				out.vals[i], out.errs[i] = v, rep.Err
 				return nil
@@ -408,21 +407,9 @@ func (c *Cache[T]) readLayerMany(ctx context.Context, l Layer, keys []string) la
 			out.vals[i] = vals[i]
 			rep.Status = StatusHit
 		}
-		abandonedIfCtxEnded(ctx, &rep)
 		c.recordRead(ctx, l, rep)
 	}
 	return out
-}
-
-// abandonedIfCtxEnded reports a read that failed once its ctx had ended (a
-// race decided against it, or its caller left) as abandoned: the layer was
-// not waited for, which says nothing of its health. A layer's own timeout
-// ends a ctx derived from ctx, not ctx, and stays a failure; a read the
-// breaker refused was not run, and stays uncounted.
-func abandonedIfCtxEnded(ctx context.Context, rep *LayerReport) {
-	if rep.Status == StatusFailed && rep.Err != ErrBreakerOpen && ctx.Err() != nil {
-		rep.Status = StatusAbandoned
-	}
 }
 
 // getMany calls a BatchBackend's GetMany under timeout, containing a panic.

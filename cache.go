@@ -190,7 +190,6 @@ func (c *Cache[T]) getSequential(ctx context.Context, key string) (*CacheValue[T
 	}
 	gen := c.guard.Ticket(key)
 	v, res.L2 = readLayer(ctx, key, c.readL2)
-	abandonedIfCtxEnded(ctx, &res.L2) // its caller left: not a failure of L2
 	c.recordRead(ctx, L2, res.L2)
 	if v != nil {
 		c.refill(ctx, key, v, gen)

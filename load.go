@@ -549,11 +549,9 @@ func waitDone[T any](ctx context.Context, f *flight[T]) (*CacheValue[T], error) 
 	}
 }
 
-// readL2Direct reads L2 outside any flight, counting the read (abandoned
-// when ctx ended during it).
+// readL2Direct reads L2 outside any flight, counting the read.
 func (c *Cache[T]) readL2Direct(ctx context.Context, key string) (*CacheValue[T], error) {
 	v, rep := readLayer(ctx, key, c.readL2)
-	abandonedIfCtxEnded(ctx, &rep)
 	c.recordRead(ctx, L2, rep)
 	return v, rep.Err
 }
@@ -652,9 +650,7 @@ func (c *Cache[T]) runL2(f *flight[T]) {
 	returned := false // readLayer returned: the reader did not call runtime.Goexit
 	refilled := false // the hit's inline refill was written, or called runtime.Goexit
 	defer func() {
-		if rep.Status == StatusFailed && f.ctx.Err() != nil {
-			rep.Status = StatusAbandoned // every caller left: the read was cancelled, not failed
-		}
+		// Abandoned rather than failed when every caller left.
 		c.recordRead(f.ctx, L2, rep)
 		var refill func() // the refill of a hit, once the callers have it
 		if v != nil && !refilled {

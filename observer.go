@@ -191,7 +191,16 @@ func observeContained(ctx context.Context, o Observer, e *Event, panics *atomic.
 }
 
 // recordRead counts a layer's read in Stats and observes it.
+//
+// A read that failed once ctx had ended (its caller left, or a race was
+// decided against it) is recorded abandoned: the layer was not waited for,
+// which says nothing of its health. A layer's own timeout ends a ctx
+// derived from ctx, not ctx, and stays a failure; a read the breaker
+// refused was not run.
 func (c *Cache[T]) recordRead(ctx context.Context, l Layer, rep LayerReport) {
+	if rep.Status == StatusFailed && rep.Err != ErrBreakerOpen && ctx.Err() != nil {
+		rep.Status = StatusAbandoned
+	}
 	if l == L1 {
 		c.stats.l1.record(rep)
 	} else {

@@ -104,29 +104,9 @@ func (c *Cache[T]) flushL1() {
 	c.guard.InvalidateAll()
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
-	if err := flush(ctx, c.coherence.flusher); err != nil {
+	if err := contained(func() error { return c.coherence.flusher.Flush(ctx) }); err != nil {
 		c.writeFailed(ctx, L1, err)
 	}
-}
-
-// flush calls f.Flush, turning a panic into a *PanicError.
-func flush(ctx context.Context, f Flusher) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = newPanicError(p)
-		}
-	}()
-	return f.Flush(ctx)
-}
-
-// announceTo calls sub.Announce, turning a panic into a *PanicError.
-func announceTo(ctx context.Context, sub Subscription, keys []string) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = newPanicError(p)
-		}
-	}()
-	return sub.Announce(ctx, keys...)
 }
 
 // announce tells the other caches that key has changed.
@@ -135,7 +115,7 @@ func (c *Cache[T]) announce(ctx context.Context, keys ...string) {
 	if sub == nil {
 		return
 	}
-	err := announceTo(ctx, sub, keys)
+	err := contained(func() error { return sub.Announce(ctx, keys...) })
 	c.observe(ctx, Event{Kind: EventInvalidationSent, Keys: len(keys), Err: err})
 	if err != nil {
 		c.stats.invalidationErrors.Add(1)

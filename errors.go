@@ -92,3 +92,14 @@ type loadError struct{ err error }
 
 func (e *loadError) Error() string { return e.err.Error() }
 func (e *loadError) Unwrap() error { return e.err }
+
+// contained calls call, turning a panic into a *PanicError: for the calls
+// of user code whose panic is that call's failure.
+func contained(call func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = newPanicError(p)
+		}
+	}()
+	return call()
+}
